@@ -1,0 +1,10 @@
+//! `kart platform`: built by a later milestone (see the README's roadmap).
+
+use crate::cli::PlatformCommand;
+use crate::context::Context;
+use crate::exit::{KartError, Result};
+
+pub async fn run(command: PlatformCommand, _ctx: &Context) -> Result<()> {
+    let name = format!("{command:?}").split(['(', ' ']).next().unwrap_or_default().to_lowercase();
+    Err(KartError::not_implemented(&format!("platform {name}")))
+}
