@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Local services (compose-local.yml) or managed remote Kafka and Postgres
-    #[arg(long, global = true, env = "KART_MODE", value_enum, default_value_t = Mode::Local)]
+    #[arg(long, global = true, env = "KART_MODE", hide_env_values = true, value_enum, default_value_t = Mode::Local)]
     pub mode: Mode,
 
     /// Extra env file read after .env.<mode> and .env (repeatable; later wins)
@@ -58,7 +58,7 @@ pub struct GlobalArgs {
     pub yes: bool,
 
     /// Project directory (default: nearest directory upwards with compose-local.yml or .kart/)
-    #[arg(long, global = true, env = "KART_PROJECT_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "KART_PROJECT_DIR", hide_env_values = true, value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
 
     /// Deadline for reaching a broker, database, engine or REST endpoint [default: 10s]

@@ -1,1 +1,9 @@
+//! kart's integration tests: one binary, real services (tansu, PostgreSQL).
+//! `bash scripts/test.sh` starts what they need.
 
+mod support;
+
+mod cli;
+mod config;
+mod db;
+mod topics;
