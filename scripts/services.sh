@@ -111,12 +111,12 @@ start_dev_tansu() {
   if [ -f "$STATE/dev/tansu.pid" ] && kill -0 "$(cat "$STATE/dev/tansu.pid")" 2>/dev/null; then
     say "tansu: running on localhost:19092"; return 0
   fi
-  nohup "$bin" broker \
+  # tansu resolves sqlite:// paths against its working directory.
+  (cd "$STATE/dev" && nohup "$bin" broker \
     --kafka-listener-url tcp://127.0.0.1:19092 \
     --advertised-listener-url tcp://localhost:19092 \
-    --storage-engine "sqlite://$STATE/dev/tansu.db" \
-    > "$STATE/dev/tansu.log" 2>&1 &
-  echo $! > "$STATE/dev/tansu.pid"
+    --storage-engine "sqlite://tansu.db" \
+    > "$STATE/dev/tansu.log" 2>&1 & echo $! > "$STATE/dev/tansu.pid")
   for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/19092) 2>/dev/null && { say "tansu: started on localhost:19092"; return 0; }
     sleep 0.1

@@ -30,7 +30,7 @@ pub async fn run(command: TopicsCommand, ctx: &Context) -> Result<()> {
             if let Some(r) = args.replication_factor.filter(|r| *r < 1) {
                 return Err(KartError::user("bad-flag", format!("--replication-factor {r}: must be at least 1")));
             }
-            let admin = Admin::connect(&settings, ctx.printer.verbose()).await?;
+            let admin = Admin::connect(&settings, &ctx.printer).await?;
             let request = CreateRequest {
                 names: args.names,
                 partitions: args.partitions,
@@ -65,7 +65,7 @@ pub async fn run(command: TopicsCommand, ctx: &Context) -> Result<()> {
             failure.map_or(Ok(()), Err)
         }
         TopicsCommand::List => {
-            let admin = Admin::connect(&settings, ctx.printer.verbose()).await?;
+            let admin = Admin::connect(&settings, &ctx.printer).await?;
             let list = topics::list(&admin).await?;
             let p = &ctx.printer;
             if p.is_json() {
@@ -94,7 +94,7 @@ pub async fn run(command: TopicsCommand, ctx: &Context) -> Result<()> {
         TopicsCommand::Delete(args) => {
             let what = if args.all { format!("delete every topic on {} (internal ones spared)", settings.bootstrap) } else { format!("delete topics {}", args.names.join(", ")) };
             ctx.confirm(&what)?;
-            let admin = Admin::connect(&settings, ctx.printer.verbose()).await?;
+            let admin = Admin::connect(&settings, &ctx.printer).await?;
             let (outcomes, failure) = topics::delete(&admin, &args.names, args.all).await?;
             let p = &ctx.printer;
             if p.is_json() {
@@ -114,7 +114,7 @@ pub async fn run(command: TopicsCommand, ctx: &Context) -> Result<()> {
             failure.map_or(Ok(()), Err)
         }
         TopicsCommand::Describe(args) => {
-            let admin = Admin::connect(&settings, ctx.printer.verbose()).await?;
+            let admin = Admin::connect(&settings, &ctx.printer).await?;
             let description = topics::describe(&admin, &args.name).await?;
             let p = &ctx.printer;
             if p.is_json() {

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{wait_until_reachable, KafkaSettings, KartClientContext};
 use crate::exit::{KartError, Result};
+use crate::printer::Printer;
 
 #[derive(Debug, Clone)]
 pub struct PartitionInfo {
@@ -36,6 +38,10 @@ pub struct TopicSpec {
 
 pub struct Admin {
     client: Arc<AdminClient<KartClientContext>>,
+    /// Metadata goes through a plain client whose main queue we poll: the
+    /// admin client never serves it, so its error callbacks (where a wrong
+    /// password shows up) would never fire.
+    probe: Arc<BaseProducer<KartClientContext>>,
     context: KartClientContext,
     pub settings: KafkaSettings,
 }
@@ -43,13 +49,17 @@ pub struct Admin {
 impl Admin {
     /// Connects and fetches metadata once, so that an unreachable broker or a
     /// wrong password fails here, within the connect timeout.
-    pub async fn connect(settings: &KafkaSettings, verbose: bool) -> Result<Admin> {
-        let context = KartClientContext::new(verbose);
+    pub async fn connect(settings: &KafkaSettings, printer: &Printer) -> Result<Admin> {
+        let context = KartClientContext::new(printer.clone());
         let client: AdminClient<KartClientContext> = settings
             .client_config()
             .create_with_context(context.clone())
             .map_err(|e| KartError::user("kafka-config", format!("invalid Kafka client configuration: {e}")))?;
-        let admin = Admin { client: Arc::new(client), context, settings: settings.clone() };
+        let probe: BaseProducer<KartClientContext> = settings
+            .client_config()
+            .create_with_context(context.clone())
+            .map_err(|e| KartError::user("kafka-config", format!("invalid Kafka client configuration: {e}")))?;
+        let admin = Admin { client: Arc::new(client), probe: Arc::new(probe), context, settings: settings.clone() };
         admin.topics().await?;
         Ok(admin)
     }
@@ -61,11 +71,14 @@ impl Admin {
 
     /// Every topic the broker reports, sorted by name.
     pub async fn topics(&self) -> Result<Vec<TopicInfo>> {
-        let client = Arc::clone(&self.client);
+        let probe = Arc::clone(&self.probe);
         let context = self.context.clone();
         let settings = self.settings.clone();
         let metadata = tokio::task::spawn_blocking(move || {
-            wait_until_reachable(&settings, &context, |slice| client.inner().fetch_metadata(None, slice))
+            wait_until_reachable(&settings, &context, |slice| {
+                probe.poll(Duration::ZERO); // delivers error callbacks
+                probe.client().fetch_metadata(None, slice)
+            })
         })
         .await
         .map_err(|e| KartError::infra("internal", format!("metadata task failed: {e}")))??;

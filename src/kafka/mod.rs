@@ -15,6 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Settings;
 use crate::exit::{KartError, Result};
+use crate::printer::Printer;
 
 /// Everything needed to reach the cluster, resolved once from the settings.
 #[derive(Clone)]
@@ -91,6 +92,13 @@ impl KafkaSettings {
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3")
             .set_log_level(RDKafkaLogLevel::Error);
+        // librdkafka's own debug contexts (e.g. `broker,security`), for
+        // diagnosing a broker; it redacts passwords in what it prints.
+        if let Ok(contexts) = std::env::var("KART_KAFKA_DEBUG") {
+            if !contexts.trim().is_empty() {
+                config.set("debug", contexts.trim()).set("log_level", "7").set_log_level(RDKafkaLogLevel::Debug);
+            }
+        }
         if self.uses_sasl() {
             config
                 .set("sasl.mechanisms", &self.sasl_mechanism)
@@ -123,10 +131,10 @@ impl KafkaSettings {
 
 /// Remembers librdkafka's error callbacks: a wrong SCRAM password reaches the
 /// caller only as a timeout, while the real cause arrives here.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KartClientContext {
     state: Arc<Mutex<ErrorLog>>,
-    verbose: bool,
+    printer: Printer,
 }
 
 #[derive(Default)]
@@ -136,8 +144,9 @@ struct ErrorLog {
 }
 
 impl KartClientContext {
-    pub fn new(verbose: bool) -> Self {
-        Self { state: Arc::default(), verbose }
+    /// librdkafka's logs and errors reach the printer's `-v` output.
+    pub fn new(printer: Printer) -> Self {
+        Self { state: Arc::default(), printer }
     }
 
     pub fn auth_failed(&self) -> bool {
@@ -151,9 +160,7 @@ impl KartClientContext {
 
 impl ClientContext for KartClientContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if self.verbose {
-            eprintln!("debug: librdkafka {level:?} {fac}: {message}");
-        }
+        self.printer.debug(&format!("librdkafka {level:?} {fac}: {message}"));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -164,10 +171,14 @@ impl ClientContext for KartClientContext {
             state.auth_failed |= auth;
             state.last = Some(reason.to_string());
         }
-        if self.verbose {
-            eprintln!("debug: librdkafka error: {reason}");
-        }
+        self.printer.debug(&format!("librdkafka error: {reason}"));
     }
+}
+
+impl rdkafka::producer::ProducerContext for KartClientContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _result: &rdkafka::producer::DeliveryResult<'_>, _opaque: ()) {}
 }
 
 /// Polls `probe` until it succeeds, authentication fails or the deadline

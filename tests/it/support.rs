@@ -177,7 +177,8 @@ impl Broker {
     /// A broker that requires SCRAM-SHA-256 for `user`.
     pub fn start_scram(user: &str, password: &str) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = format!("sqlite://{}/tansu.db", dir.path().display());
+        // tansu resolves sqlite:// paths against its working directory.
+        let storage = "sqlite://tansu.db".to_string();
         // Users can only be created while authentication is off.
         let mut open = Self::launch_in(dir, storage.clone(), &[]);
         let status = Command::new(tansu_bin())
@@ -212,6 +213,7 @@ impl Broker {
             let mut child = Command::new(tansu_bin())
                 .args(&args)
                 .env("RUST_LOG", "warn")
+                .current_dir(dir.path())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

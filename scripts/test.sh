@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs and starts what the tests
+# need (tansu, PostgreSQL), then runs every test and compiles the benchmarks.
+# Each stage prints how long it took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() {
+  local name=$1; shift
+  local started=$SECONDS
+  echo "==> $name" >&2
+  "$@"
+  echo "<== $name: $((SECONDS - started))s" >&2
+}
+
+ensure_nextest() {
+  command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
+}
+
+stage "cargo-nextest" ensure_nextest
+stage "tansu (cached after the first build)" scripts/services.sh ensure-tansu
+stage "postgresql for tests" scripts/services.sh test-up
+stage "build tests" cargo build --tests --locked
+stage "tests" cargo nextest run --locked --no-fail-fast
+stage "benchmarks compile (not run)" cargo bench --no-run --locked
