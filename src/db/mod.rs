@@ -133,18 +133,29 @@ impl PgSettings {
 
     pub async fn connect_to(&self, database: &str) -> Result<Client> {
         let config = self.config(database)?;
-        let tls = self.tls()?;
-        let attempt = tokio::time::timeout(self.connect_timeout, config.connect(tls)).await;
-        let (client, connection) = match attempt {
-            Err(_) => return Err(self.unreachable(None)),
-            Ok(Err(e)) => return Err(self.classify(database, &e)),
-            Ok(Ok(pair)) => pair,
+        // Building an OpenSSL context loads the system's CA bundle (tens of
+        // milliseconds); skip it when TLS is off.
+        let attempt = if self.ssl_mode == "disable" {
+            tokio::time::timeout(self.connect_timeout, async {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .await
+        } else {
+            let tls = self.tls()?;
+            tokio::time::timeout(self.connect_timeout, async {
+                let (client, connection) = config.connect(tls).await?;
+                tokio::spawn(connection);
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .await
         };
-        tokio::spawn(async move {
-            // The connection ends when the client is dropped; errors surface on queries.
-            let _ = connection.await;
-        });
-        Ok(client)
+        match attempt {
+            Err(_) => Err(self.unreachable(None)),
+            Ok(Err(e)) => Err(self.classify(database, &e)),
+            Ok(Ok(client)) => Ok(client),
+        }
     }
 
     fn unreachable(&self, cause: Option<&str>) -> KartError {

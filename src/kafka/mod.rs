@@ -88,6 +88,8 @@ impl KafkaSettings {
             .set("security.protocol", &self.security_protocol)
             .set("socket.connection.setup.timeout.ms", &timeout_ms)
             // A student's broker may be starting: retry soon, but not in a tight loop.
+            // Small admin requests and replies: never wait for Nagle/delayed ACKs.
+            .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.ms", "50")
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3")
