@@ -124,9 +124,10 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// A port nobody listens on (bound then released).
+/// A port nobody listens on. Port 1 is privileged and unused here; a port
+/// bound and released could be picked up by another test's broker meanwhile.
 pub fn closed_port() -> u16 {
-    free_port()
+    1
 }
 
 fn wait_for_port(port: u16, timeout: Duration) -> bool {
@@ -219,7 +220,13 @@ impl Broker {
                 .spawn()
                 .expect("spawn tansu");
             if wait_for_port(port, Duration::from_secs(10)) {
-                return Broker { child: Some(child), port, storage, args, _dir: dir };
+                // Another test's broker may have taken the same port first;
+                // then ours exits on the failed bind and we try another.
+                std::thread::sleep(Duration::from_millis(50));
+                if matches!(child.try_wait(), Ok(None)) {
+                    return Broker { child: Some(child), port, storage, args, _dir: dir };
+                }
+                continue;
             }
             let _ = child.kill();
             let _ = child.wait();
