@@ -50,7 +50,8 @@ fn create_list_describe_delete_the_default_set() {
     describe.ok();
     let description = describe.json();
     assert_eq!(description["partitions"].as_array().unwrap().len(), 1);
-    assert!(description.get("configs").is_some());
+    let compact = description["configs"].as_array().expect("tansu describes configs").iter().any(|c| c["name"] == "cleanup.policy" && c["value"] == "compact");
+    assert!(compact, "the state changelog is compacted: {description}");
     let described = kart.run(&["topics", "describe", "order-events"]);
     described.ok();
     assert!(described.stdout.contains("PARTITION"), "{}", described.stdout);
