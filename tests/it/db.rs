@@ -265,3 +265,17 @@ fn initial_products_file_seeds_the_database() {
     let rows = sql(&db.name, "SELECT quantity_on_hand FROM inventory WHERE product_id = 'PROD_0029'");
     assert_eq!(rows[0].get::<_, Option<i32>>(0), Some(7));
 }
+
+#[test]
+fn pgsslmode_is_honoured() {
+    let db = TestDb::new();
+    // The test server has no TLS: `require` must refuse to fall back.
+    let run = Kart::new().with_db(&db).env("PGSSLMODE", "require").run(&["db", "status"]);
+    run.code(2);
+    assert!(run.stderr.contains("127.0.0.1"), "{}", run.stderr);
+    // `prefer` falls back to plain text.
+    Kart::new().with_db(&db).env("PGSSLMODE", "prefer").run(&["db", "status"]).ok();
+    let bad = Kart::new().with_db(&db).env("PGSSLMODE", "sometimes").run(&["db", "status"]);
+    bad.code(1);
+    assert!(bad.stderr.contains("PGSSLMODE"), "{}", bad.stderr);
+}
