@@ -130,7 +130,14 @@ case "${1:-}" in
   test-down) stop_postgres "$STATE/test-pg" ;;
   dev-up) ensure_tansu; start_dev_tansu; start_postgres "$STATE/dev-pg" 5432 postgres ;;
   dev-down)
-    if [ -f "$STATE/dev/tansu.pid" ]; then kill "$(cat "$STATE/dev/tansu.pid")" 2>/dev/null || true; rm -f "$STATE/dev/tansu.pid"; say "tansu: stopped"; fi
+    if [ -f "$STATE/dev/tansu.pid" ]; then
+      pid=$(cat "$STATE/dev/tansu.pid")
+      kill "$pid" 2>/dev/null || true
+      # tansu may not act on SIGTERM promptly: give it 5 s, then insist.
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      rm -f "$STATE/dev/tansu.pid"; say "tansu: stopped"
+    fi
     stop_postgres "$STATE/dev-pg" ;;
   *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
