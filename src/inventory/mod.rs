@@ -23,3 +23,12 @@ pub use self::parse::{ParseError, parse_order, parse_products};
 /// beside the repository (tests only: kart ships its own catalog).
 #[cfg(test)]
 const INITIAL_PRODUCTS_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/peer/data/initial-products.json");
+
+/// The workshop's bootstrap file; a missing `shared/` folder fails the test
+/// with what to do rather than skipping it.
+#[cfg(test)]
+fn workshop_catalog_bytes() -> Vec<u8> {
+    std::fs::read(INITIAL_PRODUCTS_FILE).unwrap_or_else(|e| {
+        panic!("cannot read the workshop's catalog {INITIAL_PRODUCTS_FILE} ({e}): the tests expect the shared/ folder beside the repository, as in CI")
+    })
+}

@@ -313,7 +313,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    use super::super::INITIAL_PRODUCTS_FILE;
 
     fn laptop() -> Product {
         Product {
@@ -355,7 +354,7 @@ mod tests {
 
     #[test]
     fn initial_products_round_trip_exactly() {
-        let text = std::fs::read_to_string(INITIAL_PRODUCTS_FILE).expect("catalog file");
+        let text = String::from_utf8(super::super::workshop_catalog_bytes()).expect("the catalog is UTF-8");
         let original: serde_json::Value = serde_json::from_str(&text).unwrap();
         let products: Vec<Product> = serde_json::from_str(&text).unwrap();
         assert_eq!(products.len(), 16);

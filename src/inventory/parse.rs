@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn parses_the_bootstrap_file() {
-        let bytes = std::fs::read(super::super::INITIAL_PRODUCTS_FILE).expect("catalog file");
+        let bytes = super::super::workshop_catalog_bytes();
         let products = parse_products(&bytes).unwrap();
         assert_eq!(products.len(), 16);
         assert_eq!(products[0].product_id, "PROD_0001");

@@ -77,7 +77,7 @@ mod support {
 
 #[test]
 fn worked_trace_with_the_workshop_catalog() {
-    let bytes = std::fs::read(super::super::INITIAL_PRODUCTS_FILE).expect("catalog file");
+    let bytes = super::super::workshop_catalog_bytes();
     let catalog = super::super::parse::parse_products(&bytes).expect("catalog parses");
     let mut processor = processor();
 
