@@ -6,22 +6,20 @@
 //! test-up`. Prints median and p90 per case, the target, and the ratio
 //! median ÷ target (≤ 1.0 meets it).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const KART: &str = env!("CARGO_BIN_EXE_kart");
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{start_tansu, time};
 
 fn main() {
     let iterations: usize = std::env::var("KART_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing and
-    // must stay fast.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::requested() {
         println!("foundation benches: run with `cargo bench --bench foundation`");
         return;
     }
-    let tansu = tansu_bin();
     let pg_port: u16 = std::env::var("KART_TEST_PG_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(55432);
     if TcpStream::connect(("127.0.0.1", pg_port)).is_err() {
         panic!("the test PostgreSQL is not running on 127.0.0.1:{pg_port}: run `scripts/services.sh test-up`");
@@ -30,7 +28,7 @@ fn main() {
     // topics create on an empty broker: a fresh in-memory tansu per sample.
     let mut samples = Vec::new();
     for i in 0..iterations {
-        let (mut broker, port) = start_tansu(&tansu, i);
+        let (mut broker, port) = start_tansu(&format!("bench{i}x"));
         let bootstrap = format!("127.0.0.1:{port}");
         let elapsed = time(kart(&[("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)], &["topics", "create"]));
         samples.push(elapsed);
@@ -61,29 +59,7 @@ fn main() {
 }
 
 fn kart(env: &[(&str, &str)], args: &[&str]) -> Command {
-    let dir = std::env::temp_dir();
-    let mut cmd = Command::new(KART);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .arg("--project-dir")
-        .arg(&dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn time(mut cmd: Command) -> Duration {
-    let started = Instant::now();
-    let out = cmd.output().expect("run kart");
-    let elapsed = started.elapsed();
-    assert!(out.status.success(), "kart failed: {}", String::from_utf8_lossy(&out.stderr));
-    elapsed
+    common::kart(&std::env::temp_dir(), env, args)
 }
 
 fn run_ok(cmd: Command) {
@@ -105,38 +81,3 @@ fn report(name: &str, samples: &mut [Duration], target: Duration) {
     );
 }
 
-fn tansu_bin() -> PathBuf {
-    let home = std::env::var("HOME").unwrap_or_default();
-    std::env::var("KART_TANSU_BIN")
-        .ok()
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(std::env::var("PATH").unwrap_or_default().split(':').map(|d| PathBuf::from(d).join("tansu")))
-        .chain(std::iter::once(PathBuf::from(home).join(".cargo/bin/tansu")))
-        .find(|p| p.is_file())
-        .expect("tansu is not installed: run `scripts/services.sh ensure-tansu`")
-}
-
-fn start_tansu(bin: &PathBuf, i: usize) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-    let child = Command::new(bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--storage-engine",
-            &format!("memory://bench{}x{i}/", std::process::id()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tansu");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (child, port)
-}

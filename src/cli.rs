@@ -358,6 +358,10 @@ pub struct JobDeployArgs {
     /// JobManager REST endpoint [env: KART_FLINK_URL, default: http://localhost:18081]
     #[arg(long, value_name = "URL")]
     pub flink_url: Option<String>,
+    /// Internal: this process is the supervised background copy started by
+    /// `job deploy` (skips the liveness checks the deploy already made).
+    #[arg(long, hide = true)]
+    pub supervised: bool,
 }
 
 #[derive(Debug, Args)]
@@ -382,6 +386,9 @@ pub struct JobStopArgs {
     /// Flink jobs: stop with a savepoint instead of cancelling
     #[arg(long)]
     pub savepoint: bool,
+    /// Embedded jobs: how long to wait for a graceful stop before killing
+    #[arg(long, value_name = "D", default_value = "15s")]
+    pub timeout: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,8 +12,10 @@ pub mod context;
 pub mod db;
 pub mod exit;
 pub mod inventory;
+pub mod jobs;
 pub mod kafka;
 pub mod printer;
+pub mod supervise;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;

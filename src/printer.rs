@@ -137,6 +137,31 @@ impl Printer {
         }
     }
 
+    /// Whether a one-line live display makes sense: stderr is a terminal.
+    pub fn is_live(&self) -> bool {
+        !self.quiet && io::stderr().is_terminal()
+    }
+
+    /// Redraws the one live status line on stderr (a terminal only).
+    pub fn live(&self, text: &str) {
+        if self.is_live() {
+            let width = console::Term::stderr().size().1 as usize;
+            let text = console::truncate_str(text, width.saturating_sub(1).max(20), "…");
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{text}");
+            let _ = err.flush();
+        }
+    }
+
+    /// Removes the live line so the next message starts on a clean line.
+    pub fn live_clear(&self) {
+        if self.is_live() {
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+
     fn paint_err(&self, text: &str, style: Style) -> String {
         if self.color_err { style.apply_to(text).to_string() } else { text.to_string() }
     }

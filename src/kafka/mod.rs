@@ -208,3 +208,5 @@ pub fn wait_until_reachable<T>(
         }
     }
 }
+
+impl rdkafka::consumer::ConsumerContext for KartClientContext {}

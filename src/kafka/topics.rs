@@ -149,12 +149,8 @@ pub async fn create(admin: &Admin, request: &CreateRequest) -> Result<(Vec<Topic
         for spec in check {
             let partitions = refreshed.get(&spec.name).map(|t| t.partitions.len() as i32);
             let mut drift = Vec::new();
-            if let Some(actual) = partitions {
-                if request.partitions.is_some() || spec.partitions != actual {
-                    if actual != spec.partitions {
-                        drift.push(format!("partitions: wanted {}, has {actual}", spec.partitions));
-                    }
-                }
+            if let Some(actual) = partitions.filter(|actual| *actual != spec.partitions) {
+                drift.push(format!("partitions: wanted {}, has {actual}", spec.partitions));
             }
             if let Some(entries) = configs.get(&spec.name) {
                 for (key, wanted) in &spec.configs {

@@ -6,4 +6,6 @@ mod support;
 mod cli;
 mod config;
 mod db;
+mod inventory;
+mod streams;
 mod topics;

@@ -1,0 +1,324 @@
+//! End-to-end benchmarks of the inventory job through a real broker (a
+//! fresh in-memory tansu):
+//!
+//! (b) throughput: the job (the release `kart` binary, `job deploy inventory
+//!     --foreground`) drains N pre-produced orders; a plain consume → produce
+//!     pass-through in this process drains the same N with the same client
+//!     settings (read_committed assign-based consumer, transactional producer,
+//!     commit when drained or every KART_COMMIT_INTERVAL, offsets in the
+//!     transaction). Both rates come from the output records' broker
+//!     timestamps (first to last), so start-up is not counted. Target: job ÷
+//!     pass-through ≥ 0.5.
+//! (c) latency: orders sent at 1,000/s to the running job; the time from the
+//!     send to a read_committed reader receiving the INVENTORY_DECREASED
+//!     event. Target p99 ≤ 10 ms.
+//! and the job's resident memory at the end.
+//!
+//! Run with `cargo bench --bench inventory_job` (needs tansu:
+//! `scripts/services.sh ensure-tansu`). `KART_BENCH_ORDERS` sets N
+//! (default 50,000), `KART_BENCH_LATENCY_SECS` the latency run (default 10).
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use common::{kart, start_tansu};
+const PRODUCTS: usize = 200;
+const COMMIT_INTERVAL: &str = "20ms";
+
+fn main() {
+    if !common::requested() {
+        println!("inventory job benches: run with `cargo bench --bench inventory_job`");
+        return;
+    }
+    let orders: usize = env_or("KART_BENCH_ORDERS", 50_000);
+    let latency_secs: u64 = env_or("KART_BENCH_LATENCY_SECS", 10);
+    let (mut broker, port) = start_tansu("benchjob");
+    let bootstrap = format!("127.0.0.1:{port}");
+    let project = tempfile::tempdir().expect("tempdir");
+    let catalog = project.path().join("catalog.json");
+    std::fs::write(&catalog, catalog_json()).expect("write catalog");
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+        ("KART_COMMIT_INTERVAL", COMMIT_INTERVAL.to_string()),
+        ("INITIAL_PRODUCTS_FILE", catalog.display().to_string()),
+    ];
+    run_ok(kart(project.path(), &env, &["topics", "create"]));
+    run_ok(kart(project.path(), &env, &["topics", "create", "bench-passthrough"]));
+
+    println!("storage memory://, {PRODUCTS} products, KART_COMMIT_INTERVAL={COMMIT_INTERVAL}, {orders} orders");
+    let produced = Instant::now();
+    produce_orders(&bootstrap, orders);
+    println!("pre-produced {orders} orders in {:.1} s", produced.elapsed().as_secs_f64());
+
+    // (b) the pass-through first, then the job, over the same input.
+    let passthrough_rate = passthrough(&bootstrap, orders);
+    let mut job = kart(project.path(), &env, &["job", "deploy", "inventory", "--foreground"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the job");
+    let job_rate = output_rate(&bootstrap, "kart-order-outcomes", orders, Duration::from_secs(600));
+    let ratio = job_rate / passthrough_rate;
+    println!(
+        "(b) throughput: job {job_rate:.0} orders/s, pass-through {passthrough_rate:.0} records/s, ratio {ratio:.2} | target ≥ 0.50 {}",
+        verdict(ratio >= 0.5)
+    );
+
+    // (c) latency at 1,000 orders/s against the running job.
+    let latencies = latency_run(&bootstrap, latency_secs);
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let (p50, p99) = (p(0.50), p(0.99));
+    println!(
+        "(c) latency at 1000 orders/s over {latency_secs} s (n={}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | target p99 ≤ 10 ms {}",
+        latencies.len(),
+        p50,
+        p99,
+        latencies[latencies.len() - 1],
+        verdict(p99 <= 10.0)
+    );
+    if let Some(rss) = rss_kb(job.id()) {
+        println!("job resident memory after {} orders: {:.1} MB", orders + latencies.len(), rss as f64 / 1024.0);
+    }
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(job.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = job.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn catalog_json() -> String {
+    let products: Vec<serde_json::Value> = (1..=PRODUCTS)
+        .map(|n| {
+            serde_json::json!({"productId": format!("PROD_{n:04}"), "name": format!("Product {n}"), "description": "bench",
+                "price": 10.0, "category": "Bench", "brand": null, "imageUrl": "", "inventory": 1_000_000_000,
+                "tags": [], "rating": 4.0, "reviewCount": 1})
+        })
+        .collect();
+    serde_json::Value::Array(products).to_string()
+}
+
+fn order_json(id: &str, n: usize) -> (String, String) {
+    let product = format!("PROD_{:04}", n % PRODUCTS + 1);
+    let value = serde_json::json!({"orderId": id, "productId": product, "quantity": 1, "timestamp": 0}).to_string();
+    (product, value)
+}
+
+fn produce_orders(bootstrap: &str, orders: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for n in 0..orders {
+        let (key, value) = order_json(&format!("bench-{n}"), n);
+        let mut record = BaseRecord::to("order-events").key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = returned;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush orders");
+}
+
+/// Consume → produce with the job's client settings; returns records/s.
+fn passthrough(bootstrap: &str, expected: usize) -> f64 {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", "bench-passthrough")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("socket.nagle.disable", "true")
+        .create()
+        .expect("producer");
+    producer.init_transactions(Duration::from_secs(30)).expect("init transactions");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-passthrough")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .set("socket.nagle.disable", "true")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("order-events", 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let group = consumer.group_metadata().expect("group metadata");
+    let interval = Duration::from_millis(20);
+    let mut open: Option<Instant> = None;
+    let mut next_offset = 0i64;
+    let mut seen = 0usize;
+    let commit = |producer: &BaseProducer, next_offset: i64| {
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset("order-events", 0, Offset::Offset(next_offset)).unwrap();
+        producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30)).expect("offsets");
+        producer.commit_transaction(Duration::from_secs(30)).expect("commit");
+    };
+    while seen < expected {
+        match consumer.poll(if open.is_some() { Duration::ZERO } else { Duration::from_millis(100) }) {
+            Some(Ok(m)) => {
+                if open.is_none() {
+                    producer.begin_transaction().expect("begin");
+                    open = Some(Instant::now());
+                }
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to("bench-passthrough");
+                if let Some(k) = m.key() {
+                    record = record.key(k);
+                }
+                if let Some(v) = m.payload() {
+                    record = record.payload(v);
+                }
+                while let Err((_, returned)) = producer.send(record) {
+                    producer.poll(Duration::from_millis(5));
+                    record = returned;
+                }
+                next_offset = m.offset() + 1;
+                seen += 1;
+                if open.is_some_and(|t| t.elapsed() >= interval) {
+                    commit(&producer, next_offset);
+                    open = None;
+                }
+            }
+            Some(Err(e)) => panic!("pass-through consumer: {e}"),
+            None => {
+                if open.take().is_some() {
+                    commit(&producer, next_offset);
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    if open.is_some() {
+        commit(&producer, next_offset);
+    }
+    output_rate(bootstrap, "bench-passthrough", expected, Duration::from_secs(60))
+}
+
+/// Reads `topic` (read_committed) until `expected` records arrived; the rate
+/// between the first and last record's broker timestamps.
+fn output_rate(bootstrap: &str, topic: &str, expected: usize, within: Duration) -> f64 {
+    let consumer = reader(bootstrap, topic, Offset::Beginning);
+    let deadline = Instant::now() + within;
+    let (mut first, mut last, mut count) = (i64::MAX, i64::MIN, 0usize);
+    while count < expected {
+        assert!(Instant::now() < deadline, "{topic}: only {count} of {expected} records within {within:?}");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let ts = m.timestamp().to_millis().unwrap_or(0);
+            first = first.min(ts);
+            last = last.max(ts);
+            count += 1;
+        }
+    }
+    count as f64 / ((last - first).max(1) as f64 / 1000.0)
+}
+
+fn reader(bootstrap: &str, topic: &str, from: Offset) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "1")
+        .set("socket.nagle.disable", "true")
+        .create()
+        .expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, from).unwrap();
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// Sends orders at 1,000/s for `secs` and returns each order's send →
+/// event latency in ms, sorted.
+fn latency_run(bootstrap: &str, secs: u64) -> Vec<f64> {
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let total = (secs * 1000) as usize;
+    let events = reader(bootstrap, "inventory-events", Offset::End);
+    // Let the reader reach the end before the first order.
+    for _ in 0..20 {
+        events.poll(Duration::from_millis(50));
+    }
+    let sender = {
+        let (sent, done, bootstrap) = (sent.clone(), done.clone(), bootstrap.to_string());
+        std::thread::spawn(move || {
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("linger.ms", "0")
+                .set("acks", "all")
+                .set("socket.nagle.disable", "true")
+                .create()
+                .expect("producer");
+            let start = Instant::now();
+            for n in 0..total {
+                let due = start + Duration::from_micros(n as u64 * 1000);
+                while Instant::now() < due {
+                    producer.poll(Duration::ZERO);
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                let id = format!("lat-{n}");
+                let (key, value) = order_json(&id, n);
+                sent.lock().unwrap().insert(id, Instant::now());
+                let record = BaseRecord::to("order-events").key(&key).payload(&value);
+                producer.send(record).map_err(|(e, _)| e).expect("send");
+                producer.poll(Duration::ZERO);
+            }
+            producer.flush(Duration::from_secs(30)).expect("flush");
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+    let mut latencies = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(secs + 60);
+    while latencies.len() < total && Instant::now() < deadline {
+        let Some(Ok(m)) = events.poll(Duration::from_millis(100)) else { continue };
+        let received = Instant::now();
+        let Some(payload) = m.payload() else { continue };
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(payload) else { continue };
+        let Some(reason) = event["changeReason"].as_str() else { continue };
+        let Some(id) = reason.strip_prefix("Deducted 1 for order ") else { continue };
+        if let Some(at) = sent.lock().unwrap().get(id) {
+            latencies.push(received.duration_since(*at).as_secs_f64() * 1e3);
+        }
+    }
+    sender.join().expect("sender");
+    assert_eq!(latencies.len(), total, "every latency order got its event");
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    latencies
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn run_ok(cmd: Command) {
+    common::time(cmd);
+}

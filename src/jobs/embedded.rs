@@ -1,0 +1,344 @@
+//! Embedded jobs as supervised processes: deploy (in the background or
+//! attached), inspect and stop (design §9). The work itself is the driver's;
+//! this module owns the lifecycle around it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::exit::{KartError, Result};
+use crate::supervise::{now_ms, JobRecord, Liveness, StopOutcome, Supervisor};
+
+use super::inventory::{self, Driver, InventorySettings};
+use super::status::{JobState, JobStatus};
+
+/// The embedded jobs kart knows, in `job list` order.
+pub const EMBEDDED_JOBS: [&str; 2] = [inventory::JOB_NAME, "order-cdc"];
+
+/// How `job deploy` ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployReport {
+    pub name: String,
+    pub engine: &'static str,
+    /// `started`, `already-running` or `starting` (still restoring at the deadline).
+    pub result: &'static str,
+    pub pid: u32,
+    pub started_at: i64,
+    /// The running copy runs with other settings than this deploy would use.
+    pub config_changed: bool,
+    pub replaced: bool,
+    pub log: PathBuf,
+}
+
+/// A job's state as `job status` and `job list` show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub name: String,
+    pub engine: &'static str,
+    /// `running`, `starting`, `restoring`, `stopping`, `stopped`, `failed`,
+    /// `dead` (it died without stopping: killed or crashed) or `not-deployed`.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub started_at: Option<i64>,
+    pub uptime_ms: Option<i64>,
+    pub config_hash: Option<String>,
+    pub log: PathBuf,
+    pub metrics: Option<JobStatus>,
+}
+
+pub struct DeployOptions {
+    pub foreground: bool,
+    pub replace: bool,
+    pub fresh: bool,
+    pub supervised: bool,
+    /// How long a background deploy waits for the job to report running.
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+}
+
+pub enum Deployed {
+    /// Started in the background, or found running.
+    Background(DeployReport),
+    /// Ran attached to this process and stopped when asked.
+    Attached,
+}
+
+/// Deploys the inventory job: reports a running copy and leaves it alone
+/// (unless `replace`), else starts it in the background or attached.
+pub async fn deploy_inventory(ctx: &Context, options: DeployOptions) -> Result<Deployed> {
+    let name = inventory::JOB_NAME;
+    // Resolve and check the settings here, so a bad value fails in the
+    // user's terminal rather than in a background log.
+    let settings = InventorySettings::from_settings(&ctx.settings, ctx.connect_timeout)?;
+    let supervisor = Supervisor::new(&ctx.project_dir);
+    if options.supervised {
+        run_attached(ctx, &supervisor, settings, options.fresh, true).await?;
+        return Ok(Deployed::Attached);
+    }
+    let config_hash = settings.config_hash();
+    let mut replaced = false;
+    if let Liveness::Running(record) = supervisor.liveness(name)? {
+        let config_changed = record.as_ref().is_some_and(|r| r.config_hash != config_hash);
+        if !options.replace {
+            if options.fresh {
+                return Err(KartError::user("job-running", format!("the {name} job is running"))
+                    .with_hint(format!("add --replace to restart it from empty state: `kart job deploy {name} --fresh --replace`")));
+            }
+            return Ok(Deployed::Background(DeployReport {
+                name: name.into(),
+                engine: "embedded",
+                result: "already-running",
+                pid: record.as_ref().map(|r| r.pid).unwrap_or(0),
+                started_at: record.as_ref().map(|r| r.started_at).unwrap_or(0),
+                config_changed,
+                replaced: false,
+                log: supervisor.log_path(name),
+            }));
+        }
+        if options.fresh {
+            ctx.confirm(&format!("Restart the {name} job from empty state (its state and input positions are reset)"))?;
+        }
+        ctx.printer.status("Stopping", &format!("the running {name} job"));
+        stop(&supervisor, name, options.stop_timeout).await?;
+        replaced = true;
+    } else if options.fresh {
+        ctx.confirm(&format!("Start the {name} job from empty state (its state and input positions are reset)"))?;
+    }
+
+    if options.foreground {
+        run_attached(ctx, &supervisor, settings, options.fresh, false).await?;
+        return Ok(Deployed::Attached);
+    }
+    spawn_background(ctx, &supervisor, name, options.start_timeout, replaced).await.map(Deployed::Background)
+}
+
+async fn spawn_background(
+    ctx: &Context,
+    supervisor: &Supervisor,
+    name: &str,
+    start_timeout: Duration,
+    replaced: bool,
+) -> Result<DeployReport> {
+    let exe = std::env::current_exe().map_err(|e| KartError::infra("io", format!("cannot find kart's own executable: {e}")))?;
+    // The same command line, attached and marked as the supervised copy:
+    // the child resolves the same configuration from the same flags, files
+    // and environment.
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.push("--foreground".into());
+    args.push("--supervised".into());
+    let env = [("KART_PROJECT_DIR".to_string(), ctx.project_dir.display().to_string())];
+    let mut child = supervisor.spawn_detached(name, &exe, &args, &env)?;
+    let pid = child.id();
+    ctx.printer.status("Starting", &format!("the {name} job (pid {pid}); log: {}", supervisor.log_path(name).display()));
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(exit)) = child.try_wait() {
+            let tail = supervisor.log_tail(name, 8).join("\n    ");
+            return Err(KartError::infra("job-start-failed", format!("the {name} job exited at start ({exit}); its last log lines:\n    {tail}"))
+                .with_hint(format!("the whole log: `kart job logs {name}`")));
+        }
+        let status: Option<JobStatus> = supervisor.read_status(name);
+        if let Some(status) = status.filter(|s| s.pid == pid) {
+            if status.state == JobState::Running {
+                // Reap the child when it exits, so it never lingers as a zombie
+                // of a long-lived parent (tests, the demo).
+                std::thread::spawn(move || child.wait());
+                return Ok(DeployReport {
+                    name: name.into(),
+                    engine: "embedded",
+                    result: "started",
+                    pid,
+                    started_at: status.started_at,
+                    config_changed: false,
+                    replaced,
+                    log: supervisor.log_path(name),
+                });
+            }
+        }
+        if started.elapsed() >= start_timeout {
+            ctx.printer.warn(&format!(
+                "the {name} job is still starting after {}; follow it with `kart job status {name}`",
+                humantime::format_duration(start_timeout)
+            ));
+            std::thread::spawn(move || child.wait());
+            return Ok(DeployReport {
+                name: name.into(),
+                engine: "embedded",
+                result: "starting",
+                pid,
+                started_at: now_ms(),
+                config_changed: false,
+                replaced,
+                log: supervisor.log_path(name),
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = ctx.shutdown.cancelled() => {
+                // The job is detached on purpose: Ctrl-C here stops waiting, not the job.
+                return Err(KartError::interrupted().with_hint(format!("the {name} job keeps starting in the background; `kart job stop {name}` stops it")));
+            }
+        }
+    }
+}
+
+/// Runs the job in this process until Ctrl-C / SIGTERM (graceful: the
+/// transaction in flight is finished) or a failure. Returns Ok after a
+/// requested stop.
+async fn run_attached(
+    ctx: &Context,
+    supervisor: &Supervisor,
+    settings: InventorySettings,
+    fresh: bool,
+    supervised: bool,
+) -> Result<()> {
+    let name = inventory::JOB_NAME;
+    let Some(lock) = supervisor.try_lock(name)? else {
+        let pid = supervisor.read_record(name).map(|r| r.pid.to_string()).unwrap_or_else(|| "?".into());
+        return Err(KartError::user("job-running", format!("the {name} job is already running (pid {pid})"))
+            .with_hint(format!("`kart job stop {name}` stops it; `kart job deploy {name} --replace` restarts it")));
+    };
+    let pid = std::process::id();
+    let started_at = now_ms();
+    supervisor.write_record(&JobRecord {
+        name: name.into(),
+        pid,
+        started_at,
+        config_hash: settings.config_hash(),
+        kart_version: env!("CARGO_PKG_VERSION").into(),
+        args: std::env::args().skip(1).collect(),
+    })?;
+    let status = Arc::new(Mutex::new(JobStatus {
+        name: name.into(),
+        state: JobState::Starting,
+        pid,
+        started_at,
+        updated_at: started_at,
+        ..JobStatus::default()
+    }));
+    supervisor.write_status(name, &*status.lock().unwrap_or_else(|e| e.into_inner()))?;
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let driver = Driver::new(settings, fresh, ctx.printer.clone(), status.clone(), stop_flag.clone());
+    let mut work = tokio::task::spawn_blocking(move || driver.run());
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut stopping = false;
+    let mut last_log_line = Instant::now();
+    let live = !supervised && ctx.printer.is_live();
+    let result = loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
+                let _ = supervisor.write_status(name, &snapshot);
+                if live {
+                    ctx.printer.live(&status_line(&snapshot));
+                } else if last_log_line.elapsed() >= Duration::from_secs(30) && snapshot.state == JobState::Running {
+                    last_log_line = Instant::now();
+                    ctx.printer.status("Status", &status_line(&snapshot));
+                }
+            }
+            _ = ctx.shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                stop_flag.store(true, Ordering::Relaxed);
+                if live { ctx.printer.live_clear(); }
+                ctx.printer.status("Stopping", "finishing the transaction in flight");
+            }
+            joined = &mut work => {
+                break joined.unwrap_or_else(|e| Err(KartError::infra("internal", format!("the {name} job panicked: {e}"))));
+            }
+        }
+    };
+    if live {
+        ctx.printer.live_clear();
+    }
+    let mut last = status.lock().map(|s| s.clone()).unwrap_or_default();
+    last.updated_at = now_ms();
+    match &result {
+        Ok(()) => last.state = JobState::Stopped,
+        Err(error) => {
+            last.state = JobState::Failed;
+            last.error = Some(error.message.clone());
+        }
+    }
+    let _ = supervisor.write_status(name, &last);
+    drop(lock);
+    result?;
+    ctx.printer.status("Stopped", &format!("the {name} job: {}", status_line(&last)));
+    Ok(())
+}
+
+/// One line for people: state, records, outcomes, lag and the last commit.
+pub fn status_line(status: &JobStatus) -> String {
+    let records_in = |topic: &str| status.records_in.get(topic).copied().unwrap_or(0);
+    let lag = status.total_lag().map(|l| l.to_string()).unwrap_or_else(|| "?".into());
+    let commit = match status.last_commit_at {
+        Some(at) => format!("{} ago", format_ms((status.updated_at - at).max(0))),
+        None => "never".into(),
+    };
+    format!(
+        "{} · in {} (orders {}, updates {}) · out {} · applied {} rejected {} duplicates {} dlq {} · lag {lag} · last commit {commit}",
+        status.state.as_str(),
+        status.total_in(),
+        records_in(inventory::ORDER_EVENTS),
+        records_in(inventory::PRODUCT_UPDATES),
+        status.total_out(),
+        status.applied,
+        status.rejected,
+        status.duplicates,
+        status.dlq,
+    )
+}
+
+pub fn format_ms(ms: i64) -> String {
+    let rounded = if ms >= 10_000 { ms / 1000 * 1000 } else { ms / 100 * 100 };
+    humantime::format_duration(Duration::from_millis(rounded.max(0) as u64)).to_string()
+}
+
+/// What `job status` / `job list` show for an embedded job.
+pub fn view(supervisor: &Supervisor, name: &str) -> Result<JobView> {
+    let liveness = supervisor.liveness(name)?;
+    let status: Option<JobStatus> = supervisor.read_status(name);
+    let (state, record) = match liveness {
+        Liveness::NeverStarted => ("not-deployed".to_string(), None),
+        Liveness::Running(record) => {
+            let state = status.as_ref().map(|s| s.state).unwrap_or(JobState::Starting);
+            (state.as_str().to_string(), record)
+        }
+        Liveness::Stopped(record) => {
+            let state = match status.as_ref().map(|s| s.state) {
+                Some(JobState::Stopped) => "stopped",
+                Some(JobState::Failed) => "failed",
+                Some(_) => "dead",
+                None => "stopped",
+            };
+            (state.to_string(), record)
+        }
+    };
+    let running = !matches!(state.as_str(), "not-deployed" | "stopped" | "failed" | "dead");
+    let now = now_ms();
+    Ok(JobView {
+        name: name.into(),
+        engine: "embedded",
+        pid: record.as_ref().filter(|_| running).map(|r| r.pid),
+        started_at: record.as_ref().map(|r| r.started_at),
+        uptime_ms: record.as_ref().filter(|_| running).map(|r| (now - r.started_at).max(0)),
+        config_hash: record.as_ref().map(|r| r.config_hash.clone()),
+        state,
+        log: supervisor.log_path(name),
+        metrics: status,
+    })
+}
+
+/// Stops a job; not running is not an error.
+pub async fn stop(supervisor: &Supervisor, name: &str, grace: Duration) -> Result<StopOutcome> {
+    let supervisor = supervisor.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || supervisor.stop(&name, grace))
+        .await
+        .map_err(|e| KartError::infra("internal", format!("stopping the job panicked: {e}")))?
+}

@@ -1,0 +1,6 @@
+//! The embedded jobs kart runs itself (design §9): the inventory processor's
+//! Kafka driver, and what every job reports about itself.
+
+pub mod inventory;
+pub mod status;
+pub mod embedded;
