@@ -245,6 +245,7 @@ fn reader(bootstrap: &str, topic: &str, from: Offset) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("isolation.level", "read_committed")
+        .set("group.id", "bench-reader")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "1")
         .set("socket.nagle.disable", "true")

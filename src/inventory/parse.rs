@@ -40,9 +40,10 @@ impl std::error::Error for ParseError {}
 /// away from `i64` overflow.
 pub const MAX_COUNT: i64 = i32::MAX as i64;
 
-/// The changelog reserves keys starting with this prefix for de-duplication
-/// records (see `dedup.rs`), so no product may have such an id.
-pub const RESERVED_ID_PREFIX: &str = "dedup:";
+/// The changelog reserves keys starting with these prefixes for its own
+/// records (de-duplication, see `dedup.rs`; the driver's batch records), so
+/// no product may have such an id.
+pub const RESERVED_ID_PREFIXES: [&str; 2] = ["dedup:", "kart:"];
 
 /// Parses one `order-events` message (workshop spec §1.4).
 ///
@@ -156,9 +157,9 @@ fn product_from_object(object: &Map<String, Value>) -> Result<Product, ParseErro
         return Err(ParseError::new(format!("unknown field \"{unknown}\"")));
     }
     let product_id = required_id(object, "productId")?;
-    if product_id.starts_with(RESERVED_ID_PREFIX) {
+    if let Some(prefix) = RESERVED_ID_PREFIXES.iter().find(|prefix| product_id.starts_with(**prefix)) {
         return Err(ParseError::new(format!(
-            "productId must not start with \"{RESERVED_ID_PREFIX}\" (reserved by kart's state changelog)"
+            "productId must not start with \"{prefix}\" (reserved by kart's state changelog)"
         )));
     }
     let name = required_id(object, "name")?;

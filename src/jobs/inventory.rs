@@ -1,17 +1,14 @@
 //! The Kafka driver around the pure inventory core (design §6): restore state
 //! from the changelog, bootstrap the catalog once per state, then consume
 //! `product-updates` and `order-events` and produce every output, the state
-//! changes and the input offsets in one Kafka transaction at a time.
+//! changes and the input offsets batch by batch, exactly once, with the
+//! write-ahead protocol of [`super::wal`].
 //!
-//! Exactly-once for `read_committed` readers follows from three things: the
-//! transactional id `kart-inventory-<group>` fences any older copy and aborts
-//! its open transaction on start; the changelog and the input offsets commit
-//! with the outputs or not at all; and a failed transaction throws the
-//! in-memory state away and rebuilds it from what was committed.
+//! A failed batch (a delivery error) throws the in-memory state away and
+//! rebuilds it from what was committed, so memory never runs ahead of the log.
 //!
-//! The loop runs on its own thread with librdkafka's blocking calls: the
-//! transaction API is blocking anyway, and one thread owning the processor
-//! keeps the hot path free of locks.
+//! The loop runs on its own thread with librdkafka's blocking calls: one
+//! thread owning the processor keeps the hot path free of locks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,10 +162,10 @@ impl ConsumerContext for JobClientContext {}
 
 /// Why a session ended early.
 enum SessionError {
-    /// The transaction failed in a way a fresh session can recover from:
-    /// abort, throw the in-memory state away, restore and resume.
+    /// A batch could not be written: throw the in-memory state away, restore
+    /// from the changelog and resume.
     Retry(String),
-    /// Nothing to retry (fenced by another instance, misconfiguration).
+    /// Nothing to retry (misconfiguration, a corrupt changelog).
     Fatal(KartError),
 }
 
@@ -179,6 +176,38 @@ impl From<KartError> for SessionError {
 }
 
 type SessionResult<T> = std::result::Result<T, SessionError>;
+
+/// The producer's context: errors as for every kart client, plus delivery
+/// failures, which decide whether a batch was written.
+#[derive(Clone)]
+struct JobProducerContext {
+    inner: KartClientContext,
+    failures: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientContext for JobProducerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.inner.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.inner.error(error, reason);
+    }
+}
+
+impl ProducerContext for JobProducerContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if let Err((error, message)) = result {
+            if let Ok(mut failures) = self.failures.lock() {
+                failures.push(format!("{}: {error}", message.topic()));
+            }
+        }
+    }
+}
+
+type JobProducer = BaseProducer<JobProducerContext>;
 
 /// Runs the inventory processor until `stop` is set.
 pub struct Driver {
@@ -205,36 +234,27 @@ impl Driver {
     /// Blocking: call from a thread of its own.
     pub fn run(mut self) -> Result<()> {
         let context = KartClientContext::new(self.printer.clone());
-        let kafka = &self.settings.kafka;
-        let producer: BaseProducer<KartClientContext> = kafka
+        let kafka = self.settings.kafka.clone();
+        let producer_context = JobProducerContext { inner: context.clone(), failures: Arc::default() };
+        let producer: JobProducer = kafka
             .client_config()
             .set("client.id", "kart-inventory")
-            .set("transactional.id", self.settings.transactional_id())
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            // Commits flush anyway; a short linger batches the outputs of
-            // one input without adding latency an order would notice.
-            .set("linger.ms", "1")
-            .set("transaction.timeout.ms", "60000")
-            .create_with_context(context.clone())
+            // Each batch ends with a flush, so lingering only delays it.
+            .set("linger.ms", "0")
+            .create_with_context(producer_context.clone())
             .map_err(|e| KartError::infra("kafka-client", format!("cannot create the Kafka producer: {e}")))?;
-        let metadata = wait_until_reachable(kafka, &context, |timeout| producer.client().fetch_metadata(None, timeout))?;
+        let metadata = wait_until_reachable(&kafka, &context, |timeout| producer.client().fetch_metadata(None, timeout))?;
         check_topics(&metadata)?;
-        self.printer.status("Fencing", &format!("older copies (transactional id {})", self.settings.transactional_id()));
-        producer
-            .init_transactions(kafka.connect_timeout.max(Duration::from_secs(30)))
-            .map_err(|e| KartError::infra("kafka-transactions", format!("cannot start transactions at {}: {e}", kafka.bootstrap)))?;
 
         let mut failures = 0;
         loop {
-            match self.session(&producer, &context, &metadata) {
+            match self.session(&producer, &producer_context, &context, &metadata) {
                 Ok(()) => return Ok(()),
                 Err(SessionError::Fatal(error)) => return Err(error),
                 Err(SessionError::Retry(why)) => {
                     failures += 1;
-                    // Abort whatever is open; the next session starts from
-                    // the last committed transaction.
-                    let _ = producer.abort_transaction(Duration::from_secs(30));
                     if failures >= MAX_CONSECUTIVE_FAILURES {
                         return Err(KartError::infra(
                             "inventory-job-failed",
@@ -242,7 +262,7 @@ impl Driver {
                         ));
                     }
                     let backoff = Duration::from_millis(250 * (1 << failures.min(4)));
-                    self.printer.warn(&format!("transaction aborted ({why}); restoring state and retrying in {backoff:?}"));
+                    self.printer.warn(&format!("batch not written ({why}); restoring state and retrying in {backoff:?}"));
                     self.sleep_unless_stopped(backoff);
                     if self.stop.load(Ordering::Relaxed) {
                         return Ok(());
@@ -259,10 +279,10 @@ impl Driver {
         }
     }
 
-
     fn session(
         &mut self,
-        producer: &BaseProducer<KartClientContext>,
+        producer: &JobProducer,
+        producer_context: &JobProducerContext,
         context: &KartClientContext,
         metadata: &Metadata,
     ) -> SessionResult<()> {
@@ -280,6 +300,9 @@ impl Driver {
                 processor.dedup_len()
             ),
         );
+        if let producer_failures = std::mem::take(&mut *producer_context.failures.lock().unwrap_or_else(|e| e.into_inner())) {
+            drop(producer_failures);
+        }
 
         let lag = Arc::new(Mutex::new(BTreeMap::new()));
         let consumer: BaseConsumer<JobClientContext> = kafka
@@ -297,70 +320,63 @@ impl Driver {
             .create_with_context(JobClientContext { inner: context.clone(), lag: lag.clone() })
             .map_err(|e| KartError::infra("kafka-client", format!("cannot create the Kafka consumer: {e}")))?;
 
-        // Start positions (design §6): committed offsets; the beginning on a
-        // group's first start; the current end with --fresh.
+        // Start positions (design §6): where the last committed batch left
+        // off; the beginning on the first start; the current end with --fresh.
+        let mut positions: BTreeMap<String, i64> = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
         for topic in INPUTS {
             for partition in partitions_of(metadata, topic) {
-                assignment.add_partition(topic, partition);
-            }
-        }
-        let mut pending_offsets: HashMap<(String, i32), i64> = HashMap::new();
-        let mut positions = TopicPartitionList::new();
-        if self.fresh {
-            for element in assignment.elements() {
-                let (_, high) = consumer
-                    .fetch_watermarks(element.topic(), element.partition(), timeout)
-                    .map_err(|e| SessionError::Retry(format!("cannot read the end of {}: {e}", element.topic())))?;
-                positions
-                    .add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))
-                    .map_err(|e| KartError::infra("kafka", e.to_string()))?;
-                pending_offsets.insert((element.topic().to_string(), element.partition()), high);
-            }
-        } else {
-            let committed = consumer
-                .committed_offsets(assignment.clone(), timeout)
-                .map_err(|e| SessionError::Retry(format!("cannot read the committed offsets of group {}: {e}", self.settings.group)))?;
-            for element in committed.elements() {
-                let offset = match element.offset() {
-                    Offset::Offset(offset) if offset >= 0 => Offset::Offset(offset),
-                    _ => Offset::Beginning,
+                let key = wal::position_key(topic, partition);
+                let offset = if self.fresh {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, partition, timeout)
+                        .map_err(|e| SessionError::Retry(format!("cannot read the end of {topic}: {e}")))?;
+                    Offset::Offset(high)
+                } else {
+                    match restored.positions.get(&key) {
+                        Some(offset) => Offset::Offset(*offset),
+                        None => Offset::Beginning,
+                    }
                 };
-                positions
-                    .add_partition_offset(element.topic(), element.partition(), offset)
+                if let Offset::Offset(offset) = offset {
+                    positions.insert(key, offset);
+                }
+                assignment
+                    .add_partition_offset(topic, partition, offset)
                     .map_err(|e| KartError::infra("kafka", e.to_string()))?;
             }
         }
         consumer
-            .assign(&positions)
+            .assign(&assignment)
             .map_err(|e| SessionError::Retry(format!("cannot assign the input partitions: {e}")))?;
-        let group_metadata = consumer.group_metadata().ok_or_else(|| {
-            KartError::infra("kafka-group", format!("no consumer group metadata for group {}", self.settings.group))
-        })?;
 
         let mut session = Session {
             producer,
+            producer_context,
+            consumer: &consumer,
             processor,
             out: Outputs::default(),
             dirty_products: HashSet::new(),
-            pending_offsets,
-            transaction_started: None,
+            batch: Vec::new(),
+            state: Vec::new(),
+            positions,
+            seq: restored.next_seq,
+            batch_started: None,
             counters: &mut self.counters,
-            group_metadata,
-            commit_timeout: timeout,
+            timeout,
             restored_records: restored.records,
         };
 
-        if restored.records == 0 || self.fresh {
-            session.begin()?;
+        if let Some(last) = restored.last_batch.as_ref().filter(|_| !self.fresh) {
+            session.redo(last, metadata)?;
+        }
+        if restored.last_batch.is_none() || self.fresh {
+            session.begin();
             for key in &restored.live_keys {
-                session.send(STATE_CHANGELOG, key, None)?;
+                session.state.push(wal::StateRecord { key: key.clone(), value: None });
             }
             let catalog = self.settings.catalog.clone();
-            self.printer.status(
-                "Bootstrap",
-                &format!("{} products from {}", catalog.len(), self.settings.catalog_source),
-            );
+            self.printer.status("Bootstrap", &format!("{} products from {}", catalog.len(), self.settings.catalog_source));
             session.processor.apply(Input::Products(catalog), now_ms(), &mut session.out);
             session.emit(None)?;
             session.commit()?;
@@ -378,7 +394,7 @@ impl Driver {
             }
             if self.stop.load(Ordering::Relaxed) {
                 set_state(&self.status, JobState::Stopping);
-                if session.transaction_started.is_some() {
+                if session.batch_started.is_some() {
                     session.commit()?;
                 }
                 publish(&self.status, &session, &lag);
@@ -386,13 +402,13 @@ impl Driver {
             }
             let now = now_ms();
             if session.processor.next_deadline().is_some_and(|deadline| deadline <= now) {
-                session.begin()?;
+                session.begin();
                 session.processor.apply(Input::Tick, now, &mut session.out);
                 session.emit(None)?;
             }
-            // With a transaction open, only take what is already here:
-            // an empty poll means the input is drained, so commit now.
-            let wait = if session.transaction_started.is_some() {
+            // With a batch open, only take what is already here: an empty
+            // poll means the input is drained, so commit now.
+            let wait = if session.batch_started.is_some() {
                 Duration::ZERO
             } else {
                 let until_deadline = session
@@ -404,7 +420,7 @@ impl Driver {
             };
             match consumer.poll(wait) {
                 None => {
-                    if session.transaction_started.is_some() {
+                    if session.batch_started.is_some() {
                         session.commit()?;
                     }
                 }
@@ -412,10 +428,9 @@ impl Driver {
                     self.printer.warn(&format!("consumer: {error}"));
                 }
                 Some(Ok(message)) => {
-                    session.begin()?;
+                    session.begin();
                     session.handle(&message)?;
-                    let age = session.transaction_started.map(|t| t.elapsed()).unwrap_or_default();
-                    if age >= self.settings.commit_interval {
+                    if session.is_due(self.settings.commit_interval) {
                         session.commit()?;
                     }
                 }
@@ -435,22 +450,26 @@ fn set_state(status: &Mutex<JobStatus>, state: JobState) {
 /// so the hot path never takes a lock).
 fn publish(status: &Mutex<JobStatus>, session: &Session<'_>, lag: &Mutex<BTreeMap<String, i64>>) {
     let Ok(mut status) = status.lock() else { return };
-        let counters = &session.counters;
-        status.records_in = counters.records_in.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        status.records_out = counters.records_out.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        status.applied = counters.applied;
-        status.rejected = counters.rejected;
-        status.duplicates = counters.duplicates;
-        status.dlq = counters.dlq;
-        status.products = session.processor.product_count();
-        status.dedup_entries = session.processor.dedup_len();
-        status.restored_records = session.restored_records;
-        status.transactions = counters.transactions;
-        status.last_commit_at = counters.last_commit_at;
-        if let Ok(lag) = lag.lock() {
-            status.lag = lag.iter().filter(|(k, _)| INPUTS.iter().any(|t| k.starts_with(&format!("{t}/")))).map(|(k, v)| (k.clone(), *v)).collect();
-        }
-        status.updated_at = now_ms();
+    let counters = &session.counters;
+    status.records_in = counters.records_in.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    status.records_out = counters.records_out.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    status.applied = counters.applied;
+    status.rejected = counters.rejected;
+    status.duplicates = counters.duplicates;
+    status.dlq = counters.dlq;
+    status.products = session.processor.product_count();
+    status.dedup_entries = session.processor.dedup_len();
+    status.restored_records = session.restored_records;
+    status.transactions = counters.batches;
+    status.last_commit_at = counters.last_commit_at;
+    if let Ok(lag) = lag.lock() {
+        status.lag = lag
+            .iter()
+            .filter(|(k, _)| INPUTS.iter().any(|t| k.starts_with(&format!("{t}/"))))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+    }
+    status.updated_at = now_ms();
 }
 
 #[derive(Default)]
@@ -461,7 +480,7 @@ struct Counters {
     rejected: u64,
     duplicates: u64,
     dlq: u64,
-    transactions: u64,
+    batches: u64,
     last_commit_at: Option<i64>,
 }
 
@@ -473,61 +492,139 @@ struct RawInput<'a> {
     value: Option<&'a [u8]>,
 }
 
+/// Largest batch (bytes of outputs) before it is committed regardless of
+/// the interval: the batch record must stay well under the broker's 1 MB
+/// default message size.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 /// One run of the loop between a restore and a stop or failure.
 struct Session<'a> {
-    producer: &'a BaseProducer<KartClientContext>,
+    producer: &'a JobProducer,
+    producer_context: &'a JobProducerContext,
+    consumer: &'a BaseConsumer<JobClientContext>,
     processor: Processor,
     out: Outputs,
     /// Products whose changelog record is written at commit time: one
-    /// record per product per transaction, however many orders touched it.
+    /// record per product per batch, however many orders touched it.
     dirty_products: HashSet<String>,
-    /// Next offset to read per input partition, committed with the
-    /// transaction.
-    pending_offsets: HashMap<(String, i32), i64>,
-    transaction_started: Option<Instant>,
+    /// The open batch's outputs and state records.
+    batch: Vec<wal::OutputRecord>,
+    state: Vec<wal::StateRecord>,
+    /// Next offset of every input partition, as of the open batch.
+    positions: BTreeMap<String, i64>,
+    seq: u64,
+    batch_started: Option<Instant>,
     counters: &'a mut Counters,
-    group_metadata: rdkafka::consumer::ConsumerGroupMetadata,
-    commit_timeout: Duration,
+    timeout: Duration,
     restored_records: u64,
 }
 
 impl Session<'_> {
-    fn begin(&mut self) -> SessionResult<()> {
-        if self.transaction_started.is_none() {
-            self.producer.begin_transaction().map_err(transaction_error)?;
-            self.transaction_started = Some(Instant::now());
+    fn begin(&mut self) {
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+    }
+
+    fn is_due(&self, interval: Duration) -> bool {
+        let bytes: usize = self.batch.iter().map(|o| o.value.get().len()).sum::<usize>();
+        self.batch_started.is_some_and(|t| t.elapsed() >= interval) || bytes >= MAX_BATCH_BYTES
+    }
+
+    /// Writes the open batch: its record, then its state and outputs (see
+    /// [`super::wal`]); returns when the broker has acknowledged all of it.
+    fn commit(&mut self) -> SessionResult<()> {
+        for product_id in self.dirty_products.drain() {
+            let (key, value) = self.processor.changelog_record(&StateChange::Product(product_id));
+            let value = value.map(wal::raw_json).transpose().map_err(internal)?;
+            self.state.push(wal::StateRecord { key, value });
+        }
+        let record = wal::BatchRecord {
+            seq: self.seq,
+            committed_at: now_ms(),
+            positions: self.positions.clone(),
+            state: std::mem::take(&mut self.state),
+            outputs: std::mem::take(&mut self.batch),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| internal(e.to_string()))?;
+        self.send(STATE_CHANGELOG, Some(wal::BATCH_KEY.as_bytes()), Some(&bytes), None)?;
+        self.flush()?;
+        self.write_batch(&record, None)?;
+        self.flush()?;
+        // The group's offsets are for tools (lag in Kpow); the batch record
+        // is what a restart resumes from.
+        let mut offsets = TopicPartitionList::new();
+        for (key, offset) in &record.positions {
+            if let Some((topic, partition)) = wal::split_position_key(key) {
+                let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(*offset));
+            }
+        }
+        let _ = self.consumer.commit(&offsets, CommitMode::Async);
+        self.seq += 1;
+        self.batch_started = None;
+        self.counters.batches += 1;
+        self.counters.last_commit_at = Some(record.committed_at);
+        Ok(())
+    }
+
+    /// Sends a batch's state records and its outputs (all, or only `only`).
+    fn write_batch(&mut self, record: &wal::BatchRecord, only: Option<&[usize]>) -> SessionResult<()> {
+        for state in &record.state {
+            let value = state.value.as_ref().map(|v| v.get().as_bytes());
+            self.send(STATE_CHANGELOG, Some(state.key.as_bytes()), value, None)?;
+        }
+        let all: Vec<usize>;
+        let indices = match only {
+            Some(indices) => indices,
+            None => {
+                all = (0..record.outputs.len()).collect();
+                &all
+            }
+        };
+        for &index in indices {
+            let output = &record.outputs[index];
+            let topic = output_topic(&output.topic);
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: wal::BATCH_HEADER, value: Some(&record.seq.to_string()) })
+                .insert(Header { key: wal::INDEX_HEADER, value: Some(&index.to_string()) });
+            self.send(topic, output.key.as_deref().map(str::as_bytes), Some(output.value.get().as_bytes()), Some(headers))?;
         }
         Ok(())
     }
 
-    fn commit(&mut self) -> SessionResult<()> {
-        let dirty: Vec<String> = self.dirty_products.drain().collect();
-        for product_id in dirty {
-            let (key, value) = self.processor.changelog_record(&StateChange::Product(product_id));
-            self.send(STATE_CHANGELOG, &key, value.as_deref())?;
+    /// Completes the last batch a previous run committed: its state again
+    /// (absolute values, so applying twice is harmless) and whichever of its
+    /// outputs did not reach their topics.
+    fn redo(&mut self, record: &wal::BatchRecord, metadata: &Metadata) -> SessionResult<()> {
+        let mut found = HashSet::new();
+        let topics: BTreeSet<&str> = record.outputs.iter().map(|o| o.topic.as_str()).collect();
+        for topic in topics {
+            let expected = record.outputs.iter().filter(|o| o.topic == topic).count() as i64;
+            found.extend(read_batch_headers(self.consumer_config_source(), metadata, topic, expected, self.timeout)?);
         }
-        if !self.pending_offsets.is_empty() {
-            let mut offsets = TopicPartitionList::new();
-            for ((topic, partition), offset) in &self.pending_offsets {
-                offsets
-                    .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .map_err(|e| KartError::infra("kafka", e.to_string()))?;
-            }
-            self.producer
-                .send_offsets_to_transaction(&offsets, &self.group_metadata, self.commit_timeout)
-                .map_err(transaction_error)?;
-        }
-        self.producer.commit_transaction(self.commit_timeout).map_err(transaction_error)?;
-        self.pending_offsets.clear();
-        self.transaction_started = None;
-        self.counters.last_commit_at = Some(now_ms());
-        self.counters.transactions += 1;
+        let missing = wal::missing_outputs(record, &found);
+        self.write_batch(record, Some(&missing))?;
+        self.flush()?;
         Ok(())
+    }
+
+    fn consumer_config_source(&self) -> &BaseConsumer<JobClientContext> {
+        self.consumer
+    }
+
+    fn flush(&mut self) -> SessionResult<()> {
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| SessionError::Retry(format!("the broker did not acknowledge the batch: {e}")))?;
+        let failures = std::mem::take(&mut *self.producer_context.failures.lock().unwrap_or_else(|e| e.into_inner()));
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(SessionError::Retry(format!("{} records not delivered, first: {first}", failures.len()))),
+        }
     }
 
     fn handle(&mut self, message: &BorrowedMessage<'_>) -> SessionResult<()> {
-        let topic = message.topic();
-        let (topic, is_order) = match topic {
+        let (topic, is_order) = match message.topic() {
             ORDER_EVENTS => (ORDER_EVENTS, true),
             _ => (PRODUCT_UPDATES, false),
         };
@@ -551,39 +648,48 @@ impl Session<'_> {
             }
             Err(reason) => {
                 let entry = DlqEntry::from_raw(source, message.key(), payload, reason, now);
-                self.send_dlq(&entry, message.key())?;
+                self.push_dlq(&entry, message.key());
             }
         }
-        self.pending_offsets.insert((topic.to_string(), message.partition()), message.offset() + 1);
+        self.positions.insert(wal::position_key(topic, message.partition()), message.offset() + 1);
         Ok(())
     }
 
-    fn send_dlq(&mut self, entry: &DlqEntry, key: Option<&[u8]>) -> SessionResult<()> {
-        let value = to_json(entry)?;
+    fn push_dlq(&mut self, entry: &DlqEntry, key: Option<&[u8]>) {
         self.counters.dlq += 1;
-        match key {
-            Some(key) => self.send_bytes(INVENTORY_DLQ, Some(key), Some(&value)),
-            None => self.send_bytes(INVENTORY_DLQ, None, Some(&value)),
+        // Keys in this system are ids; a key that is not UTF-8 is carried
+        // lossily (the entry itself holds the raw key losslessly).
+        let key = key.map(|k| String::from_utf8_lossy(k).into_owned());
+        self.push(INVENTORY_DLQ, key, entry);
+    }
+
+    fn push<T: serde::Serialize>(&mut self, topic: &'static str, key: Option<String>, value: &T) {
+        match serde_json::value::to_raw_value(value) {
+            Ok(value) => {
+                *self.counters.records_out.entry(topic).or_default() += 1;
+                self.batch.push(wal::OutputRecord { topic: topic.to_string(), key, value });
+            }
+            // Plain structs with string keys: cannot fail.
+            Err(error) => debug_assert!(false, "cannot encode an output: {error}"),
         }
     }
 
-    /// Turns what the processor produced into records, then clears it.
+    /// Turns what the processor produced into the batch's records, then
+    /// clears it.
     fn emit(&mut self, raw: Option<RawInput<'_>>) -> SessionResult<()> {
         let out = std::mem::take(&mut self.out);
         for product in &out.products {
-            self.send(PRODUCTS, &product.product_id, Some(&to_json(product)?))?;
+            self.push(PRODUCTS, Some(product.product_id.clone()), product);
         }
         for event in &out.events {
-            let value = to_json(event)?;
-            self.send(INVENTORY_EVENTS, &event.product_id, Some(&value))?;
-            let envelope = to_json(&WebsocketEnvelope::inventory_update(event, event.timestamp))?;
-            self.send(WEBSOCKET_FANOUT, &event.product_id, Some(&envelope))?;
+            self.push(INVENTORY_EVENTS, Some(event.product_id.clone()), event);
+            self.push(WEBSOCKET_FANOUT, Some(event.product_id.clone()), &WebsocketEnvelope::inventory_update(event, event.timestamp));
             if event.event_type == EventType::OrderRejected {
                 self.counters.rejected += 1;
             }
         }
         for alert in &out.alerts {
-            self.send(INVENTORY_ALERTS, &alert.product_id, Some(&to_json(alert)?))?;
+            self.push(INVENTORY_ALERTS, Some(alert.product_id.clone()), alert);
         }
         for outcome in &out.outcomes {
             match outcome.outcome {
@@ -591,13 +697,13 @@ impl Session<'_> {
                 Outcome::Duplicate => self.counters.duplicates += 1,
                 Outcome::Rejected | Outcome::Dlq => {}
             }
-            self.send(ORDER_OUTCOMES, &outcome.order_id, Some(&to_json(outcome)?))?;
+            self.push(ORDER_OUTCOMES, Some(outcome.order_id.clone()), outcome);
         }
         for (line, reason) in &out.unknown_product_orders {
             let Some(raw) = raw else { continue };
-            let entry = DlqEntry::from_raw(raw.source, raw.key, raw.value, reason.clone(), line.timestamp.max(0));
+            let entry = DlqEntry::from_raw(raw.source, raw.key, raw.value, reason.clone(), out_timestamp(&out));
             let key = raw.key.unwrap_or(line.product_id.as_bytes());
-            self.send_dlq(&entry, Some(key))?;
+            self.push_dlq(&entry, Some(key));
         }
         for change in &out.changes {
             match change {
@@ -606,7 +712,8 @@ impl Session<'_> {
                 }
                 other => {
                     let (key, value) = self.processor.changelog_record(other);
-                    self.send(STATE_CHANGELOG, &key, value.as_deref())?;
+                    let value = value.map(wal::raw_json).transpose().map_err(internal)?;
+                    self.state.push(wal::StateRecord { key, value });
                 }
             }
         }
@@ -615,11 +722,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn send(&mut self, topic: &'static str, key: &str, value: Option<&[u8]>) -> SessionResult<()> {
-        self.send_bytes(topic, Some(key.as_bytes()), value)
-    }
-
-    fn send_bytes(&mut self, topic: &'static str, key: Option<&[u8]>, value: Option<&[u8]>) -> SessionResult<()> {
+    fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: Option<OwnedHeaders>) -> SessionResult<()> {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(key) = key {
             record = record.key(key);
@@ -627,9 +730,12 @@ impl Session<'_> {
         if let Some(value) = value {
             record = record.payload(value);
         }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
         loop {
             match self.producer.send(record) {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // The local queue is full: let deliveries drain it.
                     self.producer.poll(Duration::from_millis(10));
@@ -638,149 +744,72 @@ impl Session<'_> {
                 Err((error, _)) => return Err(SessionError::Retry(format!("cannot produce to {topic}: {error}"))),
             }
         }
-        *self.counters.records_out.entry(topic).or_default() += 1;
-        Ok(())
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> SessionResult<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| SessionError::Fatal(KartError::infra("internal", format!("cannot encode JSON: {e}"))))
+/// The timestamp the processor stamped on this input's outputs.
+fn out_timestamp(out: &Outputs) -> i64 {
+    out.outcomes.first().map(|o| o.timestamp).unwrap_or_else(now_ms)
 }
 
-fn transaction_error(error: KafkaError) -> SessionError {
-    if let KafkaError::Transaction(rd) = &error {
-        if rd.is_fatal() {
-            let fenced = matches!(rd.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch);
-            return SessionError::Fatal(if fenced {
-                KartError::infra("inventory-job-fenced", "another copy of the inventory job with the same KAFKA_GROUP_ID took over")
-                    .with_hint("two inventory jobs on the same group cannot run at once; `kart job status inventory` shows the running one")
-            } else {
-                KartError::infra("kafka-transactions", format!("fatal transaction error: {rd}"))
-            });
-        }
-    }
-    SessionError::Retry(error.to_string())
+/// The `&'static` name of an output topic read back from a batch record.
+fn output_topic(name: &str) -> &'static str {
+    OUTPUTS.iter().copied().find(|t| *t == name).unwrap_or(INVENTORY_DLQ)
 }
 
-fn partitions_of(metadata: &Metadata, topic: &str) -> Vec<i32> {
-    metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect()
+fn internal(why: impl std::fmt::Display) -> SessionError {
+    SessionError::Fatal(KartError::infra("internal", format!("cannot encode a record: {why}")))
 }
 
-fn check_topics(metadata: &Metadata) -> Result<()> {
-    let missing: Vec<&str> = INPUTS
-        .iter()
-        .chain(OUTPUTS.iter())
-        .copied()
-        .filter(|topic| partitions_of(metadata, topic).is_empty())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(KartError::user("topics-missing", format!("the inventory job needs topics that do not exist: {}", missing.join(", ")))
-        .with_hint("create them with `kart topics create`"))
-}
-
-struct Restored {
-    records: u64,
-    /// Keys with a live value, for `--fresh` to tombstone.
-    live_keys: Vec<String>,
-}
-
-/// Reads the whole changelog (read_committed) into `processor`, or with
-/// `fresh` only collects its live keys. Reading every record rather than
-/// relying on compaction gives the same state either way.
-fn restore(
-    kafka: &KafkaSettings,
-    context: &KartClientContext,
+/// The `(batch, index)` headers of the last records of `topic` (the last
+/// `expected` plus a margin per partition: the job is these topics' only
+/// writer, so its last batch sits at their ends).
+fn read_batch_headers(
+    like: &BaseConsumer<JobClientContext>,
     metadata: &Metadata,
-    processor: &mut Processor,
-    fresh: bool,
+    topic: &str,
+    expected: i64,
     timeout: Duration,
-) -> SessionResult<Restored> {
-    let consumer: BaseConsumer<KartClientContext> = kafka
-        .client_config()
-        .set("client.id", "kart-inventory-restore")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create_with_context(context.clone())
-        .map_err(|e| KartError::infra("kafka-client", format!("cannot create the changelog reader: {e}")))?;
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions_of(metadata, STATE_CHANGELOG) {
-        let (low, high) = consumer
-            .fetch_watermarks(STATE_CHANGELOG, partition, timeout)
-            .map_err(|e| SessionError::Retry(format!("cannot read the end of {STATE_CHANGELOG}: {e}")))?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(STATE_CHANGELOG, partition, Offset::Beginning)
-                .map_err(|e| KartError::infra("kafka", e.to_string()))?;
+) -> SessionResult<HashSet<(u64, usize)>> {
+    let _ = like;
+    let mut found = HashSet::new();
+    for partition in partitions_of(metadata, topic) {
+        let (low, high) = like
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| SessionError::Retry(format!("cannot read the end of {topic}: {e}")))?;
+        let start = (high - expected - 64).max(low);
+        if start >= high {
+            continue;
         }
-    }
-    let mut restored = Restored { records: 0, live_keys: Vec::new() };
-    if ends.is_empty() {
-        return Ok(restored);
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| SessionError::Retry(format!("cannot assign {STATE_CHANGELOG}: {e}")))?;
-    let mut live: HashSet<String> = HashSet::new();
-    let mut last_progress = Instant::now();
-    while !ends.is_empty() {
-        match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(message)) => {
-                last_progress = Instant::now();
-                restored.records += 1;
-                let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-                if fresh {
-                    if message.payload().is_some() {
-                        live.insert(key);
-                    } else {
-                        live.remove(&key);
+        let reader = tail_reader(like, topic, partition, start)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match reader.poll(Duration::from_millis(50)) {
+                Some(Ok(message)) => {
+                    if let Some(position) = wal::batch_position(message.headers()) {
+                        found.insert(position);
                     }
-                } else if let Err(why) = processor.restore_record(&key, message.payload()) {
-                    return Err(SessionError::Fatal(
-                        KartError::infra(
-                            "changelog-corrupt",
-                            format!("{STATE_CHANGELOG} partition {} offset {}: {why}", message.partition(), message.offset()),
-                        )
-                        .with_hint("start from empty state with `kart job deploy inventory --fresh`"),
-                    ));
-                }
-                if message.offset() + 1 >= ends.get(&message.partition()).copied().unwrap_or(i64::MAX) {
-                    ends.remove(&message.partition());
-                }
-            }
-            Some(Err(error)) => return Err(SessionError::Retry(format!("cannot read {STATE_CHANGELOG}: {error}"))),
-            None => {
-                // Transaction markers take offsets without being delivered:
-                // the position, not the last record, tells where we are.
-                if let Ok(position) = consumer.position() {
-                    for element in position.elements() {
-                        if let Offset::Offset(offset) = element.offset() {
-                            if offset >= ends.get(&element.partition()).copied().unwrap_or(i64::MAX) {
-                                ends.remove(&element.partition());
-                            }
-                        }
+                    if message.offset() + 1 >= high {
+                        break;
                     }
                 }
-                if last_progress.elapsed() > timeout {
-                    return Err(SessionError::Retry(format!(
-                        "reading {STATE_CHANGELOG} made no progress for {}",
-                        humantime::format_duration(timeout)
-                    )));
+                Some(Err(error)) => return Err(SessionError::Retry(format!("cannot read {topic}: {error}"))),
+                None => {
+                    let done = reader.position().ok().and_then(|p| {
+                        p.elements().first().and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o >= high),
+                            _ => None,
+                        })
+                    });
+                    if done == Some(true) {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(SessionError::Retry(format!("reading the end of {topic} made no progress")));
+                    }
                 }
             }
         }
     }
-    restored.live_keys = live.into_iter().collect();
-    restored.live_keys.sort();
-    Ok(restored)
+    Ok(found)
 }

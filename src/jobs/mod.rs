@@ -4,3 +4,4 @@
 pub mod inventory;
 pub mod status;
 pub mod embedded;
+pub mod wal;

@@ -72,6 +72,7 @@ pub fn read_all(broker: &Broker, topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("isolation.level", "read_committed")
+        .set("group.id", "kart-test-reader")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
         .create()
