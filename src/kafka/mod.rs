@@ -3,6 +3,8 @@
 //! into messages a person can act on.
 
 pub mod admin;
+pub mod producer;
+pub mod reader;
 pub mod topics;
 
 use std::sync::{Arc, Mutex};
