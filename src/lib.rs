@@ -14,6 +14,7 @@ pub mod exit;
 pub mod inventory;
 pub mod kafka;
 pub mod printer;
+pub mod products;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
