@@ -273,10 +273,12 @@ pub struct ProductsUpdateArgs {
     /// Product id, e.g. PROD_0001
     pub product: String,
     /// New absolute inventory
-    #[arg(long, value_name = "N")]
+    // Negative numbers reach kart's own check (exit 1, with the reason)
+    // instead of clap's "unexpected argument '-5'".
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub inventory: Option<i64>,
     /// New price
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub price: Option<f64>,
 }
 

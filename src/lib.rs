@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod kafka;
 pub mod printer;
+pub mod products;
 pub mod supervise;
 
 use clap::Parser;

@@ -135,7 +135,7 @@ fn view_json(view: &JobView) -> Value {
         "lag": metrics.map(|m| json!(m.lag)),
         "products": metrics.map(|m| m.products),
         "dedupEntries": metrics.map(|m| m.dedup_entries),
-        "transactions": metrics.map(|m| m.transactions),
+        "batches": metrics.map(|m| m.batches),
         "lastCommitAt": metrics.and_then(|m| m.last_commit_at),
         "updatedAt": metrics.map(|m| m.updated_at),
         "error": metrics.and_then(|m| m.error.clone()),
@@ -173,7 +173,7 @@ fn status(args: &JobNameArgs, ctx: &Context) -> Result<()> {
         lines.push(format!("  state        {} products, {} remembered order lines", m.products, m.dedup_entries));
         let commit = m
             .last_commit_at
-            .map(|at| format!("{} ago ({} transactions)", embedded::format_ms(crate::supervise::now_ms() - at), m.transactions))
+            .map(|at| format!("{} ago ({} batches)", embedded::format_ms(crate::supervise::now_ms() - at), m.batches))
             .unwrap_or_else(|| "none yet".into());
         lines.push(format!("  last commit  {commit}"));
         if let Some(error) = &m.error {

@@ -10,18 +10,18 @@
 //! The loop runs on its own thread with librdkafka's blocking calls: one
 //! thread owning the processor keeps the hot path free of locks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, Statistics, TopicPartitionList};
 use sha2::{Digest, Sha256};
@@ -36,6 +36,7 @@ use crate::printer::Printer;
 use crate::supervise::now_ms;
 
 use super::status::{JobState, JobStatus};
+use super::wal;
 
 pub const JOB_NAME: &str = "inventory";
 
@@ -300,9 +301,8 @@ impl Driver {
                 processor.dedup_len()
             ),
         );
-        if let producer_failures = std::mem::take(&mut *producer_context.failures.lock().unwrap_or_else(|e| e.into_inner())) {
-            drop(producer_failures);
-        }
+        // Failures of an earlier session were handled by its retry.
+        producer_context.failures.lock().unwrap_or_else(|e| e.into_inner()).clear();
 
         let lag = Arc::new(Mutex::new(BTreeMap::new()));
         let consumer: BaseConsumer<JobClientContext> = kafka
@@ -351,6 +351,9 @@ impl Driver {
             .map_err(|e| SessionError::Retry(format!("cannot assign the input partitions: {e}")))?;
 
         let mut session = Session {
+            printer: &self.printer,
+            kafka,
+            context,
             producer,
             producer_context,
             consumer: &consumer,
@@ -460,7 +463,7 @@ fn publish(status: &Mutex<JobStatus>, session: &Session<'_>, lag: &Mutex<BTreeMa
     status.products = session.processor.product_count();
     status.dedup_entries = session.processor.dedup_len();
     status.restored_records = session.restored_records;
-    status.transactions = counters.batches;
+    status.batches = counters.batches;
     status.last_commit_at = counters.last_commit_at;
     if let Ok(lag) = lag.lock() {
         status.lag = lag
@@ -499,6 +502,9 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// One run of the loop between a restore and a stop or failure.
 struct Session<'a> {
+    printer: &'a Printer,
+    kafka: &'a KafkaSettings,
+    context: &'a KartClientContext,
     producer: &'a JobProducer,
     producer_context: &'a JobProducerContext,
     consumer: &'a BaseConsumer<JobClientContext>,
@@ -600,16 +606,18 @@ impl Session<'_> {
         let topics: BTreeSet<&str> = record.outputs.iter().map(|o| o.topic.as_str()).collect();
         for topic in topics {
             let expected = record.outputs.iter().filter(|o| o.topic == topic).count() as i64;
-            found.extend(read_batch_headers(self.consumer_config_source(), metadata, topic, expected, self.timeout)?);
+            found.extend(read_batch_headers(self.kafka, self.context, metadata, topic, expected, self.timeout)?);
         }
         let missing = wal::missing_outputs(record, &found);
+        if !missing.is_empty() {
+            self.printer.status(
+                "Completing",
+                &format!("batch {} of the last run: {} of its {} outputs were not written", record.seq, missing.len(), record.outputs.len()),
+            );
+        }
         self.write_batch(record, Some(&missing))?;
         self.flush()?;
         Ok(())
-    }
-
-    fn consumer_config_source(&self) -> &BaseConsumer<JobClientContext> {
-        self.consumer
     }
 
     fn flush(&mut self) -> SessionResult<()> {
@@ -765,51 +773,192 @@ fn internal(why: impl std::fmt::Display) -> SessionError {
 /// `expected` plus a margin per partition: the job is these topics' only
 /// writer, so its last batch sits at their ends).
 fn read_batch_headers(
-    like: &BaseConsumer<JobClientContext>,
+    kafka: &KafkaSettings,
+    context: &KartClientContext,
     metadata: &Metadata,
     topic: &str,
     expected: i64,
     timeout: Duration,
 ) -> SessionResult<HashSet<(u64, usize)>> {
-    let _ = like;
     let mut found = HashSet::new();
     for partition in partitions_of(metadata, topic) {
-        let (low, high) = like
-            .fetch_watermarks(topic, partition, timeout)
-            .map_err(|e| SessionError::Retry(format!("cannot read the end of {topic}: {e}")))?;
-        let start = (high - expected - 64).max(low);
-        if start >= high {
-            continue;
-        }
-        let reader = tail_reader(like, topic, partition, start)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match reader.poll(Duration::from_millis(50)) {
-                Some(Ok(message)) => {
-                    if let Some(position) = wal::batch_position(message.headers()) {
-                        found.insert(position);
-                    }
-                    if message.offset() + 1 >= high {
-                        break;
-                    }
+        let reader = assigned_reader(kafka, context, "kart-inventory-redo")?;
+        read_partition(&reader, topic, partition, |low, high| (high - expected - 64).max(low), timeout, |message| {
+            if let Some(position) = wal::batch_position(message.headers()) {
+                found.insert(position);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(found)
+}
+
+/// A consumer for reading partitions by assignment: no group membership,
+/// nothing committed (librdkafka still wants a group id for `assign`).
+fn assigned_reader(kafka: &KafkaSettings, context: &KartClientContext, client_id: &str) -> SessionResult<BaseConsumer<KartClientContext>> {
+    kafka
+        .client_config()
+        .set("client.id", client_id)
+        .set("group.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create_with_context(context.clone())
+        .map_err(|e| SessionError::Fatal(KartError::infra("kafka-client", format!("cannot create a Kafka reader: {e}"))))
+}
+
+/// Reads one partition from `start(low, high)` to its end, handing each
+/// record to `each`. The end is where librdkafka reports the partition's end
+/// *and* the position has passed the end offset seen at the start: tansu's
+/// offset query can answer less than the real end, and the position, not
+/// the last record, counts offsets of control records.
+fn read_partition(
+    reader: &BaseConsumer<KartClientContext>,
+    topic: &str,
+    partition: i32,
+    start: impl FnOnce(i64, i64) -> i64,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>) -> SessionResult<()>,
+) -> SessionResult<()> {
+    let (low, high) = reader
+        .fetch_watermarks(topic, partition, timeout)
+        .map_err(|e| SessionError::Retry(format!("cannot read the end of {topic}: {e}")))?;
+    let from = start(low, high);
+    if from >= high {
+        return Ok(());
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(from))
+        .map_err(|e| KartError::infra("kafka", e.to_string()))?;
+    reader
+        .assign(&assignment)
+        .map_err(|e| SessionError::Retry(format!("cannot assign {topic}: {e}")))?;
+    let mut last_progress = Instant::now();
+    loop {
+        match reader.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                each(&message)?;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                let position = reader.position().ok().and_then(|positions| {
+                    positions.elements().first().and_then(|element| match element.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    })
+                });
+                if position.is_some_and(|position| position >= high) {
+                    return Ok(());
                 }
-                Some(Err(error)) => return Err(SessionError::Retry(format!("cannot read {topic}: {error}"))),
-                None => {
-                    let done = reader.position().ok().and_then(|p| {
-                        p.elements().first().and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o >= high),
-                            _ => None,
-                        })
-                    });
-                    if done == Some(true) {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        return Err(SessionError::Retry(format!("reading the end of {topic} made no progress")));
-                    }
+            }
+            Some(Err(error)) => return Err(SessionError::Retry(format!("cannot read {topic}: {error}"))),
+            None => {
+                if last_progress.elapsed() > timeout {
+                    return Err(SessionError::Retry(format!(
+                        "reading {topic} made no progress for {}",
+                        humantime::format_duration(timeout)
+                    )));
                 }
             }
         }
     }
-    Ok(found)
+}
+
+struct Restored {
+    records: u64,
+    /// Keys with a live value, for `--fresh` to tombstone.
+    live_keys: Vec<String>,
+    /// The last committed batch, to complete; its positions are where the
+    /// inputs resume.
+    last_batch: Option<wal::BatchRecord>,
+    positions: BTreeMap<String, i64>,
+    next_seq: u64,
+}
+
+/// Reads the whole changelog into `processor`, or with `fresh` only collects
+/// its live keys. Reading every record rather than relying on compaction
+/// gives the same state either way; the last batch record's state is
+/// applied last, since its keyed records may not all have been written.
+fn restore(
+    kafka: &KafkaSettings,
+    context: &KartClientContext,
+    metadata: &Metadata,
+    processor: &mut Processor,
+    fresh: bool,
+    timeout: Duration,
+) -> SessionResult<Restored> {
+    let mut restored = Restored { records: 0, live_keys: Vec::new(), last_batch: None, positions: BTreeMap::new(), next_seq: 0 };
+    let corrupt = |partition: i32, offset: i64, why: String| {
+        SessionError::Fatal(
+            KartError::infra("changelog-corrupt", format!("{STATE_CHANGELOG} partition {partition} offset {offset}: {why}"))
+                .with_hint("start from empty state with `kart job deploy inventory --fresh --replace`"),
+        )
+    };
+    let mut live: HashSet<String> = HashSet::new();
+    for partition in partitions_of(metadata, STATE_CHANGELOG) {
+        let reader = assigned_reader(kafka, context, "kart-inventory-restore")?;
+        read_partition(&reader, STATE_CHANGELOG, partition, |low, _| low, timeout, |message| {
+            restored.records += 1;
+            let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+            if key == wal::BATCH_KEY {
+                let bytes = message.payload().unwrap_or_default();
+                let batch: wal::BatchRecord = serde_json::from_slice(bytes)
+                    .map_err(|e| corrupt(message.partition(), message.offset(), format!("bad batch record: {e}")))?;
+                if restored.last_batch.as_ref().is_none_or(|last| batch.seq > last.seq) {
+                    restored.last_batch = Some(batch);
+                }
+            } else if fresh {
+                if message.payload().is_some() {
+                    live.insert(key);
+                } else {
+                    live.remove(&key);
+                }
+            } else {
+                processor
+                    .restore_record(&key, message.payload())
+                    .map_err(|why| corrupt(message.partition(), message.offset(), why))?;
+            }
+            Ok(())
+        })?;
+    }
+    if let Some(batch) = &restored.last_batch {
+        restored.next_seq = batch.seq + 1;
+        restored.positions = batch.positions.clone();
+        if !fresh {
+            for state in &batch.state {
+                processor
+                    .restore_record(&state.key, state.value.as_ref().map(|v| v.get().as_bytes()))
+                    .map_err(|why| corrupt(-1, -1, format!("batch {}: {why}", batch.seq)))?;
+            }
+        }
+    }
+    restored.live_keys = live.into_iter().collect();
+    restored.live_keys.sort();
+    Ok(restored)
+}
+
+fn partitions_of(metadata: &Metadata, topic: &str) -> Vec<i32> {
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect()
+}
+
+fn check_topics(metadata: &Metadata) -> Result<()> {
+    let missing: Vec<&str> = INPUTS
+        .iter()
+        .chain(OUTPUTS.iter())
+        .copied()
+        .filter(|topic| partitions_of(metadata, topic).is_empty())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(KartError::user("topics-missing", format!("the inventory job needs topics that do not exist: {}", missing.join(", ")))
+        .with_hint("create them with `kart topics create`"))
 }

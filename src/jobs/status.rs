@@ -55,7 +55,8 @@ pub struct JobStatus {
     pub products: usize,
     pub dedup_entries: usize,
     pub restored_records: u64,
-    pub transactions: u64,
+    /// Batches committed (see `jobs::wal`).
+    pub batches: u64,
     pub last_commit_at: Option<i64>,
     pub error: Option<String>,
 }

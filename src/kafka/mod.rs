@@ -3,6 +3,8 @@
 //! into messages a person can act on.
 
 pub mod admin;
+pub mod producer;
+pub mod reader;
 pub mod topics;
 
 use std::sync::{Arc, Mutex};
@@ -208,5 +210,3 @@ pub fn wait_until_reachable<T>(
         }
     }
 }
-
-impl rdkafka::consumer::ConsumerContext for KartClientContext {}

@@ -423,3 +423,53 @@ fn a_job_that_cannot_reach_kafka_fails_at_deploy_with_the_reason() {
     run.code(1);
     assert!(run.stderr.contains("KART_ON_INSUFFICIENT"), "{}", run.stderr);
 }
+
+/// A run that died after writing a batch record but before all of its
+/// outputs: the next start writes exactly the missing ones, restores the
+/// batch's state and resumes from its input positions.
+#[test]
+fn a_batch_cut_short_by_a_crash_is_completed_once() {
+    let broker = Broker::start();
+    let kart = project(&broker);
+    let _guard = JobGuard { kart: &kart };
+    let producer = TestProducer::new(&broker);
+    // An order the dead run had already consumed (its position says so) and
+    // one it had not.
+    producer.order("consumed-before-the-crash", "PROD_0001", 1);
+    let product = json!({"productId": "PROD_0001", "name": "Only product", "description": "", "price": 5.0, "category": "Test",
+        "brand": null, "imageUrl": "", "inventory": 4, "tags": [], "rating": 0.0, "reviewCount": 0});
+    let batch = json!({
+        "seq": 41,
+        "committedAt": 1,
+        "positions": {"order-events/0": 1, "product-updates/0": 0},
+        "state": [{"key": "PROD_0001", "value": {"product": product, "lastUpdate": 1, "staleDeadline": null}}],
+        "outputs": [
+            {"topic": "inventory-alerts", "key": "PROD_0001", "value": {"marker": "first"}},
+            {"topic": "inventory-alerts", "key": "PROD_0001", "value": {"marker": "second"}},
+            {"topic": "kart-order-outcomes", "key": "x", "value": {"marker": "third"}}
+        ]
+    });
+    producer.send("kart-inventory-state", Some("kart:batch"), batch.to_string().as_bytes());
+    // The dead run got its first output out, and nothing else.
+    producer.send_with_headers("inventory-alerts", "PROD_0001", br#"{"marker":"first"}"#, &[("kart-batch", "41"), ("kart-index", "0")]);
+    producer.order("after-the-crash", "PROD_0001", 3);
+
+    deploy(&kart);
+    let outcome = outcome_of(&broker, "after-the-crash");
+    assert_eq!((outcome["previousInventory"].as_i64(), outcome["currentInventory"].as_i64()), (Some(4), Some(1)), "state from the batch record");
+    let markers = |topic: &str| -> Vec<String> {
+        values(&broker, topic).iter().filter_map(|v| v["marker"].as_str().map(str::to_string)).collect()
+    };
+    assert_eq!(markers("inventory-alerts"), ["first", "second"]);
+    assert_eq!(markers("kart-order-outcomes"), ["third"]);
+    assert!(values(&broker, "kart-order-outcomes").iter().all(|o| o["orderId"] != "consumed-before-the-crash"), "resumed from the batch's position");
+    assert_eq!(values(&broker, "products").len(), 0, "a state with a batch record is not bootstrapped again");
+
+    // Restarting again re-sends nothing.
+    kart.run(&["job", "deploy", "inventory", "--replace"]).ok();
+    producer.order("after-the-restart", "PROD_0001", 1);
+    assert_eq!(outcome_of(&broker, "after-the-restart")["currentInventory"], 0);
+    assert_eq!(markers("inventory-alerts"), ["first", "second"]);
+    let log = std::fs::read_to_string(kart.dir().join(".kart/logs/inventory.log")).unwrap();
+    assert!(log.contains("batch 41 of the last run: 2 of its 3 outputs were not written"), "{log}");
+}

@@ -7,5 +7,6 @@ mod cli;
 mod config;
 mod db;
 mod inventory;
+mod products;
 mod streams;
 mod topics;
