@@ -8,8 +8,9 @@
 //!     10, idempotent producer with acks=all and linger.ms 0, a flush per
 //!     batch, a batch closed when the input is drained or after
 //!     KART_COMMIT_INTERVAL, offsets committed after each batch). Both rates
-//!     come from the output records' create timestamps (first to last), so
-//!     start-up is not counted. Target: job ÷ pass-through ≥ 0.5.
+//!     are measured by a reader that watches the outputs arrive (first to
+//!     last), so start-up is not counted and acknowledgements are. Target:
+//!     job ÷ pass-through ≥ 0.5.
 //! (c) latency: orders sent at 1,000/s to the running job; the time from the
 //!     send to a read_committed reader receiving the INVENTORY_DECREASED
 //!     event. Target p99 ≤ 10 ms.
@@ -55,7 +56,7 @@ fn main() {
         ("INITIAL_PRODUCTS_FILE", catalog.display().to_string()),
     ];
     run_ok(kart(project.path(), &env, &["topics", "create"]));
-    run_ok(kart(project.path(), &env, &["topics", "create", "bench-passthrough"]));
+    run_ok(kart(project.path(), &env, &["topics", "create", "bench-passthrough", "bench-latency"]));
 
     println!("storage memory://, {PRODUCTS} products, KART_COMMIT_INTERVAL={COMMIT_INTERVAL}, {orders} orders");
     let produced = Instant::now();
@@ -63,12 +64,25 @@ fn main() {
     println!("pre-produced {orders} orders in {:.1} s", produced.elapsed().as_secs_f64());
 
     // (b) the pass-through first, then the job, over the same input.
-    let passthrough_rate = passthrough(&bootstrap, orders);
-    let mut job = kart(project.path(), &env, &["job", "deploy", "inventory", "--foreground"])
-        .stderr(Stdio::null())
+    let passthrough_arrivals = arrival_rate(&bootstrap, "bench-passthrough", orders, Duration::from_secs(120));
+    passthrough(&bootstrap, orders);
+    let passthrough_rate = passthrough_arrivals.join().expect("pass-through reader");
+    let job_arrivals = arrival_rate(&bootstrap, "kart-order-outcomes", orders, Duration::from_secs(600));
+    // KART_BENCH_JOB_LOG=FILE keeps the job's `-v` log (batch timings).
+    let job_log = std::env::var("KART_BENCH_JOB_LOG").ok();
+    let args: &[&str] = if job_log.is_some() {
+        &["-v", "job", "deploy", "inventory", "--foreground"]
+    } else {
+        &["job", "deploy", "inventory", "--foreground"]
+    };
+    let mut job = kart(project.path(), &env, args)
+        .stderr(match &job_log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("job log")),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("start the job");
-    let job_rate = output_rate(&bootstrap, "kart-order-outcomes", orders, Duration::from_secs(600));
+    let job_rate = job_arrivals.join().expect("job reader");
     let ratio = job_rate / passthrough_rate;
     println!(
         "(b) throughput: job {job_rate:.0} orders/s, pass-through {passthrough_rate:.0} records/s, ratio {ratio:.2} | target ≥ 0.50 {}",
@@ -76,7 +90,15 @@ fn main() {
     );
 
     // (c) latency at 1,000 orders/s against the running job.
-    let latencies = latency_run(&bootstrap, latency_secs);
+    let floor = latency_run(&bootstrap, latency_secs, false);
+    let q = |samples: &[f64], q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "    broker floor (send → read on one topic, no job) at 1000/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        q(&floor, 0.5),
+        q(&floor, 0.99),
+        floor[floor.len() - 1]
+    );
+    let latencies = latency_run(&bootstrap, latency_secs, true);
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     let (p50, p99) = (p(0.50), p(0.99));
     println!(
@@ -149,8 +171,8 @@ fn produce_orders(bootstrap: &str, orders: usize) {
     producer.flush(Duration::from_secs(60)).expect("flush orders");
 }
 
-/// Consume → produce with the job's client settings; returns records/s.
-fn passthrough(bootstrap: &str, expected: usize) -> f64 {
+/// Consume → produce with the job's client settings.
+fn passthrough(bootstrap: &str, expected: usize) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -176,7 +198,12 @@ fn passthrough(bootstrap: &str, expected: usize) -> f64 {
     let mut next_offset = 0i64;
     let mut seen = 0usize;
     let commit = |producer: &BaseProducer, consumer: &BaseConsumer, next_offset: i64| {
-        producer.flush(Duration::from_secs(30)).expect("flush");
+        // The job's flush: 1 ms polls until every record is acknowledged
+        // (rdkafka's own flush waits in 100 ms slices).
+        while producer.in_flight_count() > 0 {
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_micros(100));
+        }
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset("order-events", 0, Offset::Offset(next_offset)).unwrap();
         let _ = consumer.commit(&offsets, rdkafka::consumer::CommitMode::Async);
@@ -213,25 +240,28 @@ fn passthrough(bootstrap: &str, expected: usize) -> f64 {
         producer.poll(Duration::ZERO);
     }
     commit(&producer, &consumer, next_offset);
-    output_rate(bootstrap, "bench-passthrough", expected, Duration::from_secs(60))
 }
 
-/// Reads `topic` (read_committed) until `expected` records arrived; the rate
-/// between the first and last record's broker timestamps.
-fn output_rate(bootstrap: &str, topic: &str, expected: usize, within: Duration) -> f64 {
+/// Starts reading `topic` (read_committed, from the beginning) on a thread
+/// that counts `expected` records; joining it gives their rate as this
+/// reader saw them arrive, first to last: what a consumer downstream gets,
+/// acknowledgements included.
+fn arrival_rate(bootstrap: &str, topic: &str, expected: usize, within: Duration) -> std::thread::JoinHandle<f64> {
     let consumer = reader(bootstrap, topic, Offset::Beginning);
-    let deadline = Instant::now() + within;
-    let (mut first, mut last, mut count) = (i64::MAX, i64::MIN, 0usize);
-    while count < expected {
-        assert!(Instant::now() < deadline, "{topic}: only {count} of {expected} records within {within:?}");
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let ts = m.timestamp().to_millis().unwrap_or(0);
-            first = first.min(ts);
-            last = last.max(ts);
-            count += 1;
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + within;
+        let (mut first, mut last, mut count) = (None, Instant::now(), 0usize);
+        while count < expected {
+            assert!(Instant::now() < deadline, "{topic}: only {count} of {expected} records within {within:?}");
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+                last = Instant::now();
+                first.get_or_insert(last);
+                count += 1;
+            }
         }
-    }
-    count as f64 / ((last - first).max(1) as f64 / 1000.0)
+        count as f64 / last.duration_since(first.unwrap_or(last)).as_secs_f64().max(1e-3)
+    })
 }
 
 fn reader(bootstrap: &str, topic: &str, from: Offset) -> BaseConsumer {
@@ -252,11 +282,15 @@ fn reader(bootstrap: &str, topic: &str, from: Offset) -> BaseConsumer {
 
 /// Sends orders at 1,000/s for `secs` and returns each order's send →
 /// event latency in ms, sorted.
-fn latency_run(bootstrap: &str, secs: u64) -> Vec<f64> {
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+///
+/// `through_job` false is the broker's floor: the same orders sent to
+/// `bench-latency` and read back from there, no job in between.
+fn latency_run(bootstrap: &str, secs: u64, through_job: bool) -> Vec<f64> {
+    let sent: Arc<Mutex<HashMap<String, (Instant, i64)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let total = (secs * 1000) as usize;
-    let events = reader(bootstrap, "inventory-events", Offset::End);
+    let (send_topic, read_topic) = if through_job { ("order-events", "inventory-events") } else { ("bench-latency", "bench-latency") };
+    let events = reader(bootstrap, read_topic, Offset::End);
     // Let the reader reach the end before the first order.
     for _ in 0..20 {
         events.poll(Duration::from_millis(50));
@@ -280,8 +314,8 @@ fn latency_run(bootstrap: &str, secs: u64) -> Vec<f64> {
                 }
                 let id = format!("lat-{n}");
                 let (key, value) = order_json(&id, n);
-                sent.lock().unwrap().insert(id, Instant::now());
-                let record = BaseRecord::to("order-events").key(&key).payload(&value);
+                sent.lock().unwrap().insert(id, (Instant::now(), epoch_ms()));
+                let record = BaseRecord::to(send_topic).key(&key).payload(&value);
                 producer.send(record).map_err(|(e, _)| e).expect("send");
                 producer.poll(Duration::ZERO);
             }
@@ -290,22 +324,44 @@ fn latency_run(bootstrap: &str, secs: u64) -> Vec<f64> {
         })
     };
     let mut latencies = Vec::with_capacity(total);
+    // Where the time goes: send → the job processing the order (its
+    // event's timestamp), and processing → this reader.
+    let (mut to_job, mut from_job) = (Vec::with_capacity(total), Vec::with_capacity(total));
     let deadline = Instant::now() + Duration::from_secs(secs + 60);
     while latencies.len() < total && Instant::now() < deadline {
         let Some(Ok(m)) = events.poll(Duration::from_millis(100)) else { continue };
         let received = Instant::now();
         let Some(payload) = m.payload() else { continue };
         let Ok(event) = serde_json::from_slice::<serde_json::Value>(payload) else { continue };
-        let Some(reason) = event["changeReason"].as_str() else { continue };
-        let Some(id) = reason.strip_prefix("Deducted 1 for order ") else { continue };
-        if let Some(at) = sent.lock().unwrap().get(id) {
+        let id = if through_job {
+            let Some(reason) = event["changeReason"].as_str() else { continue };
+            let Some(id) = reason.strip_prefix("Deducted 1 for order ") else { continue };
+            id.to_string()
+        } else {
+            let Some(id) = event["orderId"].as_str() else { continue };
+            id.to_string()
+        };
+        let id = id.as_str();
+        if let Some((at, at_ms)) = sent.lock().unwrap().get(id) {
             latencies.push(received.duration_since(*at).as_secs_f64() * 1e3);
+            let processed = if through_job { event["timestamp"].as_i64().unwrap_or(0) } else { epoch_ms() };
+            to_job.push((processed - at_ms) as f64);
+            from_job.push((epoch_ms() - processed) as f64);
         }
     }
     sender.join().expect("sender");
     assert_eq!(latencies.len(), total, "every latency order got its event");
+    for (name, samples) in [("send → processed", &mut to_job), ("processed → read", &mut from_job)].into_iter().filter(|_| through_job) {
+        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let p = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+        println!("    {name}: p50 {:.0} ms, p99 {:.0} ms (ms clock)", p(0.5), p(0.99));
+    }
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     latencies
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {

@@ -246,7 +246,7 @@ async fn run_attached(
                 stopping = true;
                 stop_flag.store(true, Ordering::Relaxed);
                 if live { ctx.printer.live_clear(); }
-                ctx.printer.status("Stopping", "finishing the transaction in flight");
+                ctx.printer.status("Stopping", "finishing the batch in flight");
             }
             joined = &mut work => {
                 break joined.unwrap_or_else(|e| Err(KartError::infra("internal", format!("the {name} job panicked: {e}"))));

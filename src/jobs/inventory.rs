@@ -54,6 +54,9 @@ const INPUTS: [&str; 2] = [PRODUCT_UPDATES, ORDER_EVENTS];
 const OUTPUTS: [&str; 7] =
     [PRODUCTS, INVENTORY_EVENTS, WEBSOCKET_FANOUT, INVENTORY_ALERTS, INVENTORY_DLQ, ORDER_OUTCOMES, STATE_CHANGELOG];
 
+/// How often the input positions are committed to the consumer group.
+const GROUP_COMMIT_EVERY: Duration = Duration::from_secs(60);
+
 /// How often the shared status is refreshed from the loop's counters.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// Longest wait in one poll when idle, so a stop request is seen quickly.
@@ -244,6 +247,8 @@ impl Driver {
             .set("acks", "all")
             // Each batch ends with a flush, so lingering only delays it.
             .set("linger.ms", "0")
+            // The batch record repeats every output; JSON compresses well.
+            .set("compression.type", "lz4")
             .create_with_context(producer_context.clone())
             .map_err(|e| KartError::infra("kafka-client", format!("cannot create the Kafka producer: {e}")))?;
         let metadata = wait_until_reachable(&kafka, &context, |timeout| producer.client().fetch_metadata(None, timeout))?;
@@ -313,9 +318,14 @@ impl Driver {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
-            // A fetch returns as soon as there is data; the cap bounds the
-            // wait of a broker that does not wake long polls early.
-            .set("fetch.wait.max.ms", "10")
+            // Kafka and Redpanda answer a waiting fetch as soon as data
+            // arrives; tansu waits out the whole fetch.wait.max.ms, which
+            // would become every order's latency. A short wait costs a few
+            // hundred empty fetches a second while idle.
+            .set("fetch.wait.max.ms", "2")
+            // tansu sometimes answers a fetch with a retriable error; the
+            // default 500 ms back-off would stall every order behind it.
+            .set("fetch.error.backoff.ms", "20")
             .set("statistics.interval.ms", "1000")
             .create_with_context(JobClientContext { inner: context.clone(), lag: lag.clone() })
             .map_err(|e| KartError::infra("kafka-client", format!("cannot create the Kafka consumer: {e}")))?;
@@ -365,6 +375,9 @@ impl Driver {
             positions,
             seq: restored.next_seq,
             batch_started: None,
+            positions_dirty: false,
+            last_group_commit: Instant::now(),
+            batch_bytes: 0,
             counters: &mut self.counters,
             timeout,
             restored_records: restored.records,
@@ -400,6 +413,9 @@ impl Driver {
                 if session.batch_started.is_some() {
                     session.commit()?;
                 }
+                session.commit_group_offsets();
+                // Give the asynchronous offset commit a moment to be sent.
+                consumer.poll(Duration::from_millis(100));
                 publish(&self.status, &session, &lag);
                 return Ok(());
             }
@@ -520,6 +536,11 @@ struct Session<'a> {
     positions: BTreeMap<String, i64>,
     seq: u64,
     batch_started: Option<Instant>,
+    /// Committed positions not yet committed to the consumer group.
+    positions_dirty: bool,
+    last_group_commit: Instant,
+    /// Bytes of the open batch's outputs.
+    batch_bytes: usize,
     counters: &'a mut Counters,
     timeout: Duration,
     restored_records: u64,
@@ -533,8 +554,7 @@ impl Session<'_> {
     }
 
     fn is_due(&self, interval: Duration) -> bool {
-        let bytes: usize = self.batch.iter().map(|o| o.value.get().len()).sum::<usize>();
-        self.batch_started.is_some_and(|t| t.elapsed() >= interval) || bytes >= MAX_BATCH_BYTES
+        self.batch_started.is_some_and(|t| t.elapsed() >= interval) || self.batch_bytes >= MAX_BATCH_BYTES
     }
 
     /// Writes the open batch: its record, then its state and outputs (see
@@ -552,25 +572,55 @@ impl Session<'_> {
             state: std::mem::take(&mut self.state),
             outputs: std::mem::take(&mut self.batch),
         };
+        let started = Instant::now();
         let bytes = serde_json::to_vec(&record).map_err(|e| internal(e.to_string()))?;
         self.send(STATE_CHANGELOG, Some(wal::BATCH_KEY.as_bytes()), Some(&bytes), None)?;
         self.flush()?;
+        let logged = started.elapsed();
         self.write_batch(&record, None)?;
         self.flush()?;
-        // The group's offsets are for tools (lag in Kpow); the batch record
-        // is what a restart resumes from.
+        if self.printer.verbose() {
+            self.printer.debug(&format!(
+                "batch {} at {}: {} outputs, {} state records, record {} bytes; logged in {:?}, written in {:?}, open for {:?}",
+                record.seq,
+                record.committed_at,
+                record.outputs.len(),
+                record.state.len(),
+                bytes.len(),
+                logged,
+                started.elapsed(),
+                self.batch_started.map(|t| t.elapsed()).unwrap_or_default()
+            ));
+        }
+        self.positions_dirty = true;
+        if self.last_group_commit.elapsed() >= GROUP_COMMIT_EVERY {
+            self.commit_group_offsets();
+        }
+        self.seq += 1;
+        self.batch_started = None;
+        self.batch_bytes = 0;
+        self.counters.batches += 1;
+        self.counters.last_commit_at = Some(record.committed_at);
+        Ok(())
+    }
+
+    /// Commits the input positions to the consumer group. They are for
+    /// tools (group lag in Kpow, `rpk group describe`); a restart trusts the
+    /// batch record. Rarely, because tansu stalls fetches for up to a second
+    /// around each offset commit, which every order would feel.
+    fn commit_group_offsets(&mut self) {
+        if !self.positions_dirty {
+            return;
+        }
         let mut offsets = TopicPartitionList::new();
-        for (key, offset) in &record.positions {
+        for (key, offset) in &self.positions {
             if let Some((topic, partition)) = wal::split_position_key(key) {
                 let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(*offset));
             }
         }
         let _ = self.consumer.commit(&offsets, CommitMode::Async);
-        self.seq += 1;
-        self.batch_started = None;
-        self.counters.batches += 1;
-        self.counters.last_commit_at = Some(record.committed_at);
-        Ok(())
+        self.positions_dirty = false;
+        self.last_group_commit = Instant::now();
     }
 
     /// Sends a batch's state records and its outputs (all, or only `only`).
@@ -620,10 +670,27 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Waits until the broker acknowledged every record sent so far.
+    ///
+    /// Not `Producer::flush`: rdkafka's flush polls in slices of 100 ms and
+    /// each slice runs to its end, so every flush took 100 ms. Nor a timed
+    /// `poll`: it keeps polling until its deadline, with waits that round
+    /// down to 0 ms, spinning a core the broker needs. Non-blocking polls
+    /// between short sleeps serve the delivery reports soon after they come.
     fn flush(&mut self) -> SessionResult<()> {
-        self.producer
-            .flush(self.timeout)
-            .map_err(|e| SessionError::Retry(format!("the broker did not acknowledge the batch: {e}")))?;
+        let deadline = Instant::now() + self.timeout;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(SessionError::Retry(format!(
+                    "the broker did not acknowledge the batch within {}",
+                    humantime::format_duration(self.timeout)
+                )));
+            }
+            self.producer.poll(Duration::ZERO);
+            if self.producer.in_flight_count() > 0 {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
         let failures = std::mem::take(&mut *self.producer_context.failures.lock().unwrap_or_else(|e| e.into_inner()));
         match failures.first() {
             None => Ok(()),
@@ -675,6 +742,7 @@ impl Session<'_> {
         match serde_json::value::to_raw_value(value) {
             Ok(value) => {
                 *self.counters.records_out.entry(topic).or_default() += 1;
+                self.batch_bytes += value.get().len();
                 self.batch.push(wal::OutputRecord { topic: topic.to_string(), key, value });
             }
             // Plain structs with string keys: cannot fail.

@@ -241,6 +241,10 @@ fn deploy_twice_runs_one_process_and_stop_leaves_none() {
     assert_ne!(new_pid, pid);
     assert!(!process_alive(pid), "the replaced process is gone");
 
+    let logs = kart.run(&["job", "logs", "inventory"]);
+    logs.ok();
+    assert!(logs.stdout.contains("Bootstrap") && logs.stdout.contains("Running"), "{}", logs.stdout);
+
     let stop = kart.run(&["-o", "json", "job", "stop", "inventory"]);
     stop.ok();
     assert_eq!(stop.json()["result"], "stopped");
@@ -472,4 +476,32 @@ fn a_batch_cut_short_by_a_crash_is_completed_once() {
     assert_eq!(markers("inventory-alerts"), ["first", "second"]);
     let log = std::fs::read_to_string(kart.dir().join(".kart/logs/inventory.log")).unwrap();
     assert!(log.contains("batch 41 of the last run: 2 of its 3 outputs were not written"), "{log}");
+}
+
+/// `--foreground` runs attached; Ctrl-C (SIGINT) finishes the batch in
+/// flight, records the stop and exits 130.
+#[test]
+fn foreground_stops_gracefully_on_ctrl_c() {
+    let broker = Broker::start();
+    let kart = project(&broker);
+    let _guard = JobGuard { kart: &kart };
+    let child = kart
+        .command(&["job", "deploy", "inventory", "--foreground"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_status(&kart, |s| s["state"] == "running");
+    let again = kart.run(&["-o", "json", "job", "deploy", "inventory"]);
+    again.ok();
+    assert_eq!(again.json()["result"], "already-running", "a foreground job counts as running");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("Stopping") && stderr.contains("Stopped"), "{stderr}");
+    let status = kart.run(&["-o", "json", "job", "status", "inventory"]);
+    assert_eq!(status.json()["state"], "stopped");
+    let logs = kart.run(&["job", "logs", "inventory"]);
+    logs.code(1);
 }
