@@ -65,6 +65,7 @@ pub const KART_DEFAULTS: &[(&str, &str)] = &[
     ("KART_ON_INSUFFICIENT", "reject"),
     ("KART_DEDUP_WINDOW", "24h"),
     ("KART_COMMIT_INTERVAL", "20ms"),
+    ("KART_FETCH_WAIT", "100ms"),
     ("KART_FLINK_URL", "http://localhost:18081"),
     ("KART_PORT_OFFSET", "0"),
     ("KART_CONNECT_TIMEOUT", "10s"),

@@ -71,6 +71,8 @@ pub struct InventorySettings {
     pub group: String,
     pub core: Config,
     pub commit_interval: Duration,
+    /// `KART_FETCH_WAIT`: the input consumer's `fetch.wait.max.ms`.
+    pub fetch_wait: Duration,
     pub catalog: Vec<Product>,
     pub catalog_source: String,
 }
@@ -102,8 +104,9 @@ impl InventorySettings {
             dedup_window_ms: millis("KART_DEDUP_WINDOW")?,
         };
         let commit_interval = settings.duration("KART_COMMIT_INTERVAL")?;
+        let fetch_wait = settings.duration("KART_FETCH_WAIT")?;
         let (catalog, source) = catalog::configured(settings)?;
-        Ok(InventorySettings { kafka, group, core, commit_interval, catalog, catalog_source: source.to_string() })
+        Ok(InventorySettings { kafka, group, core, commit_interval, fetch_wait, catalog, catalog_source: source.to_string() })
     }
 
     pub fn transactional_id(&self) -> String {
@@ -319,10 +322,10 @@ impl Driver {
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
             // Kafka and Redpanda answer a waiting fetch as soon as data
-            // arrives; tansu waits out the whole fetch.wait.max.ms, which
-            // would become every order's latency. A short wait costs a few
-            // hundred empty fetches a second while idle.
-            .set("fetch.wait.max.ms", "2")
+            // arrives, so this only bounds an idle poll there; tansu waits
+            // it out, so on tansu it is every order's added latency — and a
+            // short one keeps tansu busy (10 ms: ~40 % of a core while idle).
+            .set("fetch.wait.max.ms", self.settings.fetch_wait.as_millis().clamp(1, 60_000).to_string())
             // tansu sometimes answers a fetch with a retriable error; the
             // default 500 ms back-off would stall every order behind it.
             .set("fetch.error.backoff.ms", "20")
