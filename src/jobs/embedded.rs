@@ -136,6 +136,16 @@ async fn spawn_background(
     let mut child = supervisor.spawn_detached(name, &exe, &args, &env)?;
     let pid = child.id();
     ctx.printer.status("Starting", &format!("the {name} job (pid {pid}); log: {}", supervisor.log_path(name).display()));
+    let report = |result: &'static str, started_at: i64| DeployReport {
+        name: name.into(),
+        engine: "embedded",
+        result,
+        pid,
+        started_at,
+        config_changed: false,
+        replaced,
+        log: supervisor.log_path(name),
+    };
     let started = Instant::now();
     loop {
         if let Ok(Some(exit)) = child.try_wait() {
@@ -149,16 +159,7 @@ async fn spawn_background(
                 // Reap the child when it exits, so it never lingers as a zombie
                 // of a long-lived parent (tests, the demo).
                 std::thread::spawn(move || child.wait());
-                return Ok(DeployReport {
-                    name: name.into(),
-                    engine: "embedded",
-                    result: "started",
-                    pid,
-                    started_at: status.started_at,
-                    config_changed: false,
-                    replaced,
-                    log: supervisor.log_path(name),
-                });
+                return Ok(report("started", status.started_at));
             }
         }
         if started.elapsed() >= start_timeout {
@@ -167,16 +168,7 @@ async fn spawn_background(
                 humantime::format_duration(start_timeout)
             ));
             std::thread::spawn(move || child.wait());
-            return Ok(DeployReport {
-                name: name.into(),
-                engine: "embedded",
-                result: "starting",
-                pid,
-                started_at: now_ms(),
-                config_changed: false,
-                replaced,
-                log: supervisor.log_path(name),
-            });
+            return Ok(report("starting", now_ms()));
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}

@@ -868,13 +868,7 @@ fn read_batch_headers(
 /// nothing committed (librdkafka still wants a group id for `assign`).
 fn assigned_reader(kafka: &KafkaSettings, context: &KartClientContext, client_id: &str) -> SessionResult<BaseConsumer<KartClientContext>> {
     kafka
-        .client_config()
-        .set("client.id", client_id)
-        .set("group.id", client_id)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
+        .reader_config(client_id)
         .set("fetch.wait.max.ms", "10")
         .create_with_context(context.clone())
         .map_err(|e| SessionError::Fatal(KartError::infra("kafka-client", format!("cannot create a Kafka reader: {e}"))))

@@ -112,6 +112,22 @@ impl KafkaSettings {
         config
     }
 
+    /// A consumer that reads partitions it assigns itself from start to end:
+    /// read_committed, nothing committed, the end of each partition reported.
+    /// librdkafka refuses `assign` without a group id; this one never joins.
+    pub fn reader_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("client.id", client_id)
+            .set("group.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true");
+        config
+    }
+
     pub fn unreachable(&self, deadline: Duration, last_error: Option<&str>) -> KartError {
         let cause = last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
         KartError::infra(

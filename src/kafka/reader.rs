@@ -110,15 +110,7 @@ struct PartitionEnd {
 fn read_topic(settings: &KafkaSettings, printer: &Printer, topic: &str) -> Result<Vec<Record>> {
     let context = KartClientContext::new(printer.clone());
     let consumer: BaseConsumer<KartClientContext> = settings
-        .client_config()
-        // librdkafka refuses `assign` without a group id; nothing is ever
-        // committed under it, so the broker never learns about the group.
-        .set("group.id", "kart-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
+        .reader_config("kart-reader")
         // An idle partition answers a fetch only after this long: keep the
         // last round trip short.
         .set("fetch.wait.max.ms", "50")
