@@ -407,7 +407,7 @@ pub struct OrderPlaceArgs {
     #[arg(long, value_name = "P", conflicts_with = "items")]
     pub product: Option<String>,
     /// Quantity of --product
-    #[arg(long, value_name = "Q", requires = "product")]
+    #[arg(long, value_name = "Q", requires = "product", allow_negative_numbers = true)]
     pub quantity: Option<i64>,
     /// An order line PRODUCT:QTY (repeatable; repeated products are merged)
     #[arg(long = "item", value_name = "P:Q")]

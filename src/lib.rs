@@ -13,6 +13,7 @@ pub mod db;
 pub mod exit;
 pub mod inventory;
 pub mod jobs;
+pub mod orders;
 pub mod kafka;
 pub mod printer;
 pub mod products;

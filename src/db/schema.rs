@@ -190,6 +190,9 @@ pub async fn teardown(pg: &PgSettings) -> Result<TeardownReport> {
     for table in WORKSHOP_TABLES {
         sql.push_str(&format!("DROP TABLE IF EXISTS {table} CASCADE;\n"));
     }
+    // kart's own outbox goes with the workshop's tables (it is not reported:
+    // it is kart's bookkeeping, not part of the workshop's schema).
+    sql.push_str("DROP TABLE IF EXISTS kart_order_outbox;\n");
     sql.push_str("DROP FUNCTION IF EXISTS update_updated_at_column() CASCADE;\nDROP FUNCTION IF EXISTS update_last_updated_column() CASCADE;\n");
     tx.batch_execute(&sql).await.map_err(|e| query_error("cannot tear down the schema", e))?;
     tx.commit().await.map_err(|e| query_error("cannot commit the teardown", e))?;

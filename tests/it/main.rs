@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod db;
 mod inventory;
+mod orders;
 mod products;
 mod streams;
 mod topics;
