@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cli::{EmbeddedJob, JobCommand, JobDeployArgs, JobLogsArgs, JobNameArgs, JobStopArgs};
+use crate::cli::{JobCommand, JobDeployArgs, JobLogsArgs, JobNameArgs, JobStopArgs};
 use crate::context::{duration_flag, Context};
 use crate::exit::{KartError, Result};
-use crate::jobs::embedded::{self, DeployOptions, Deployed, JobView, EMBEDDED_JOBS};
+use crate::jobs::embedded::{self, DeployOptions, Deployed, JobSpec, JobView, EMBEDDED_JOBS};
 use crate::jobs::inventory;
 use crate::printer::{Table, Tone};
 use crate::supervise::{StopOutcome, Supervisor};
@@ -29,9 +29,7 @@ async fn deploy(args: JobDeployArgs, ctx: &Context) -> Result<()> {
         Some(job) => job,
         None => return Err(KartError::not_implemented("job deploy --jar")),
     };
-    if job == EmbeddedJob::OrderCdc {
-        return Err(KartError::not_implemented("job deploy order-cdc"));
-    }
+    let spec = JobSpec::resolve(job, ctx)?;
     let options = DeployOptions {
         foreground: args.foreground,
         replace: args.replace,
@@ -40,7 +38,7 @@ async fn deploy(args: JobDeployArgs, ctx: &Context) -> Result<()> {
         start_timeout: ctx.connect_timeout * 2 + Duration::from_secs(30),
         stop_timeout: Duration::from_secs(15),
     };
-    let report = match embedded::deploy_inventory(ctx, options).await? {
+    let report = match embedded::deploy(ctx, spec, options).await? {
         Deployed::Attached if args.supervised => return Ok(()),
         // Ctrl-C ended an attached run: the usual exit code for it.
         Deployed::Attached => return Err(KartError::interrupted()),

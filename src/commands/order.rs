@@ -30,7 +30,7 @@ async fn place(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
     let wait_timeout = duration_flag("--wait-timeout", &args.wait_timeout)?;
     let pg = ctx.postgres()?;
     let kafka = if !args.cdc || args.wait { Some(ctx.kafka()?) } else { None };
-    let mut client = ctx.interruptible(orders::connect(&pg)).await?;
+    let mut writer = ctx.interruptible(orders::OrderWriter::connect(&pg)).await?;
     // The outcome reader starts before anything is published, so no
     // outcome can arrive before it looks.
     let watch = match (&kafka, args.wait) {
@@ -40,11 +40,12 @@ async fn place(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
         }
         _ => None,
     };
-    let placed = orders::place(&mut client, &lines, &args.customer, !args.cdc).await?;
+    let placed = writer.place(&lines, &args.customer, !args.cdc).await?;
+    let client = &mut writer.client;
     ctx.printer.status("Placed", &describe(&placed));
     let mut published = None;
     if let (Some(kafka), false) = (&kafka, args.cdc) {
-        match orders::flush_outbox(&mut client, kafka, &ctx.printer).await {
+        match orders::flush_outbox(client, kafka, &ctx.printer).await {
             Ok(flushed) => {
                 if flushed.orders.len() > 1 {
                     ctx.printer.status("Published", &format!("{} earlier unsent order(s) too", flushed.orders.len() - 1));
@@ -52,7 +53,7 @@ async fn place(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
                 published = Some(flushed);
             }
             Err(error) => {
-                let pending = orders::pending(&client).await.unwrap_or(0);
+                let pending = orders::pending(client).await.unwrap_or(0);
                 if ctx.printer.is_json() {
                     ctx.printer.json(json!({ "order": placed, "published": null, "pending": pending, "outcomes": null }))?;
                 }
@@ -203,7 +204,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 // ----- load mode ------------------------------------------------------------
 
 /// Connections placing orders at once in load mode.
-const POOL: usize = 4;
+const POOL: usize = 8;
 /// How often load mode publishes the outbox (many orders per publish).
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 
@@ -224,9 +225,10 @@ async fn load(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
     let wait_timeout = duration_flag("--wait-timeout", &args.wait_timeout)?;
     let pg = ctx.postgres()?;
     let kafka = if !args.cdc || args.wait { Some(ctx.kafka()?) } else { None };
-    let first = ctx.interruptible(orders::connect(&pg)).await?;
+    let first = ctx.interruptible(orders::OrderWriter::connect(&pg)).await?;
     let products: Vec<String> = if args.products.is_empty() {
         first
+            .client
             .query("SELECT product_id FROM products ORDER BY product_id", &[])
             .await
             .map_err(|e| crate::db::query_error("reading the products", e))?
@@ -311,13 +313,13 @@ async fn load(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
 
     let mut pool = vec![first];
     for _ in 1..POOL {
-        pool.push(orders::connect(&pg).await?);
+        pool.push(orders::OrderWriter::connect(&pg).await?);
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<u64>(POOL * 2);
     let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
     let failures = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    for mut client in pool {
+    for client in pool {
         let (receiver, failures, placed_at, products, printer, customer) =
             (receiver.clone(), failures.clone(), placed_at.clone(), products.clone(), ctx.printer.clone(), args.customer.clone());
         let (direct, wait) = (!args.cdc, args.wait);
@@ -327,7 +329,7 @@ async fn load(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
                 let product = &products[(n as usize) % products.len()];
                 let line = Line { product_id: product.clone(), quantity: 1 };
                 let started = Instant::now();
-                match orders::place(&mut client, std::slice::from_ref(&line), &customer, direct).await {
+                match client.place(std::slice::from_ref(&line), &customer, direct).await {
                     Ok(placed) => {
                         if wait {
                             if let Ok(mut map) = placed_at.lock() {

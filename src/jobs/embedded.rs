@@ -14,6 +14,7 @@ use crate::exit::{KartError, Result};
 use crate::supervise::{now_ms, JobRecord, Liveness, StopOutcome, Supervisor};
 
 use super::inventory::{self, Driver, InventorySettings};
+use crate::cli::EmbeddedJob;
 use super::status::{JobState, JobStatus};
 
 /// The embedded jobs kart knows, in `job list` order.
@@ -52,6 +53,50 @@ pub struct JobView {
     pub metrics: Option<JobStatus>,
 }
 
+/// An embedded job with its resolved settings.
+pub enum JobSpec {
+    Inventory(InventorySettings),
+}
+
+impl JobSpec {
+    /// Resolves and checks the job's settings, so a bad value fails in the
+    /// user's terminal rather than in a background log.
+    pub fn resolve(job: EmbeddedJob, ctx: &Context) -> Result<JobSpec> {
+        match job {
+            EmbeddedJob::Inventory => Ok(JobSpec::Inventory(InventorySettings::from_settings(&ctx.settings, ctx.connect_timeout)?)),
+            EmbeddedJob::OrderCdc => Err(KartError::not_implemented("job deploy order-cdc")),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobSpec::Inventory(_) => inventory::JOB_NAME,
+        }
+    }
+
+    pub fn config_hash(&self) -> String {
+        match self {
+            JobSpec::Inventory(settings) => settings.config_hash(),
+        }
+    }
+
+    fn supports_fresh(&self) -> bool {
+        matches!(self, JobSpec::Inventory(_))
+    }
+
+    /// Runs the job until `stop` is set or it fails.
+    async fn run(self, fresh: bool, printer: crate::printer::Printer, status: Arc<Mutex<JobStatus>>, stop: Arc<AtomicBool>) -> Result<()> {
+        match self {
+            JobSpec::Inventory(settings) => {
+                let driver = Driver::new(settings, fresh, printer, status, stop);
+                tokio::task::spawn_blocking(move || driver.run())
+                    .await
+                    .unwrap_or_else(|e| Err(KartError::infra("internal", format!("the inventory job panicked: {e}"))))
+            }
+        }
+    }
+}
+
 pub struct DeployOptions {
     pub foreground: bool,
     pub replace: bool,
@@ -69,19 +114,19 @@ pub enum Deployed {
     Attached,
 }
 
-/// Deploys the inventory job: reports a running copy and leaves it alone
+/// Deploys an embedded job: reports a running copy and leaves it alone
 /// (unless `replace`), else starts it in the background or attached.
-pub async fn deploy_inventory(ctx: &Context, options: DeployOptions) -> Result<Deployed> {
-    let name = inventory::JOB_NAME;
-    // Resolve and check the settings here, so a bad value fails in the
-    // user's terminal rather than in a background log.
-    let settings = InventorySettings::from_settings(&ctx.settings, ctx.connect_timeout)?;
+pub async fn deploy(ctx: &Context, spec: JobSpec, options: DeployOptions) -> Result<Deployed> {
+    let name = spec.name();
+    if options.fresh && !spec.supports_fresh() {
+        return Err(KartError::user("bad-flag", format!("--fresh applies to the inventory job only, not to {name}")));
+    }
     let supervisor = Supervisor::new(&ctx.project_dir);
     if options.supervised {
-        run_attached(ctx, &supervisor, settings, options.fresh, true).await?;
+        run_attached(ctx, &supervisor, spec, options.fresh, true).await?;
         return Ok(Deployed::Attached);
     }
-    let config_hash = settings.config_hash();
+    let config_hash = spec.config_hash();
     let mut replaced = false;
     if let Liveness::Running(record) = supervisor.liveness(name)? {
         let config_changed = record.as_ref().is_some_and(|r| r.config_hash != config_hash);
@@ -112,7 +157,7 @@ pub async fn deploy_inventory(ctx: &Context, options: DeployOptions) -> Result<D
     }
 
     if options.foreground {
-        run_attached(ctx, &supervisor, settings, options.fresh, false).await?;
+        run_attached(ctx, &supervisor, spec, options.fresh, false).await?;
         return Ok(Deployed::Attached);
     }
     spawn_background(ctx, &supervisor, name, options.start_timeout, replaced).await.map(Deployed::Background)
@@ -186,11 +231,11 @@ async fn spawn_background(
 async fn run_attached(
     ctx: &Context,
     supervisor: &Supervisor,
-    settings: InventorySettings,
+    spec: JobSpec,
     fresh: bool,
     supervised: bool,
 ) -> Result<()> {
-    let name = inventory::JOB_NAME;
+    let name = spec.name();
     let Some(lock) = supervisor.try_lock(name)? else {
         let pid = supervisor.read_record(name).map(|r| r.pid.to_string()).unwrap_or_else(|| "?".into());
         return Err(KartError::user("job-running", format!("the {name} job is already running (pid {pid})"))
@@ -202,7 +247,7 @@ async fn run_attached(
         name: name.into(),
         pid,
         started_at,
-        config_hash: settings.config_hash(),
+        config_hash: spec.config_hash(),
         kart_version: env!("CARGO_PKG_VERSION").into(),
         args: std::env::args().skip(1).collect(),
     })?;
@@ -216,8 +261,7 @@ async fn run_attached(
     }));
     supervisor.write_status(name, &*status.lock().unwrap_or_else(|e| e.into_inner()))?;
     let stop_flag = Arc::new(AtomicBool::new(false));
-    let driver = Driver::new(settings, fresh, ctx.printer.clone(), status.clone(), stop_flag.clone());
-    let mut work = tokio::task::spawn_blocking(move || driver.run());
+    let mut work = Box::pin(spec.run(fresh, ctx.printer.clone(), status.clone(), stop_flag.clone()));
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut stopping = false;
     let mut last_log_line = Instant::now();
@@ -240,8 +284,8 @@ async fn run_attached(
                 if live { ctx.printer.live_clear(); }
                 ctx.printer.status("Stopping", "finishing the batch in flight");
             }
-            joined = &mut work => {
-                break joined.unwrap_or_else(|e| Err(KartError::infra("internal", format!("the {name} job panicked: {e}"))));
+            result = &mut work => {
+                break result;
             }
         }
     };
@@ -266,23 +310,26 @@ async fn run_attached(
 
 /// One line for people: state, records, outcomes, lag and the last commit.
 pub fn status_line(status: &JobStatus) -> String {
-    let records_in = |topic: &str| status.records_in.get(topic).copied().unwrap_or(0);
     let lag = status.total_lag().map(|l| l.to_string()).unwrap_or_else(|| "?".into());
     let commit = match status.last_commit_at {
         Some(at) => format!("{} ago", format_ms((status.updated_at - at).max(0))),
         None => "never".into(),
     };
+    let per_topic: Vec<String> = status.records_in.iter().map(|(topic, n)| format!("{topic} {n}")).collect();
+    let outcomes = if status.name == inventory::JOB_NAME {
+        format!(
+            " · applied {} rejected {} duplicates {} dlq {}",
+            status.applied, status.rejected, status.duplicates, status.dlq
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} · in {} (orders {}, updates {}) · out {} · applied {} rejected {} duplicates {} dlq {} · lag {lag} · last commit {commit}",
+        "{} · in {} ({}) · out {}{outcomes} · lag {lag} · last commit {commit}",
         status.state.as_str(),
         status.total_in(),
-        records_in(inventory::ORDER_EVENTS),
-        records_in(inventory::PRODUCT_UPDATES),
+        if per_topic.is_empty() { "none".to_string() } else { per_topic.join(", ") },
         status.total_out(),
-        status.applied,
-        status.rejected,
-        status.duplicates,
-        status.dlq,
     )
 }
 

@@ -88,81 +88,96 @@ pub async fn ensure_outbox(client: &Client) -> Result<()> {
     client.batch_execute(OUTBOX_DDL).await.map_err(|e| query_error("creating the outbox table", e))
 }
 
-/// Places one order in one transaction. Unknown products are refused before
-/// anything is written.
-pub async fn place(client: &mut Client, lines: &[Line], customer: &str, direct: bool) -> Result<Placed> {
-    let ids: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity as i32).collect();
-    let order_id = uuid::Uuid::new_v4().to_string();
-    let placed_at = now_ms();
-    let tx = client.transaction().await.map_err(|e| query_error("starting the order transaction", e))?;
-    let prices = tx
-        .query("SELECT product_id, price::text FROM products WHERE product_id = ANY($1)", &[&ids])
-        .await
-        .map_err(|e| query_error("reading product prices", e))?;
-    let prices: HashMap<String, String> = prices.iter().map(|row| (row.get(0), row.get(1))).collect();
-    let unknown: Vec<&str> = ids.iter().copied().filter(|id| !prices.contains_key(*id)).collect();
-    if !unknown.is_empty() {
-        return Err(KartError::user("unknown-product", format!("unknown product {}: not in the database's products table", unknown.join(", ")))
-            .with_hint("`kart products list` shows the catalog; `kart db init` seeds it"));
-    }
-    // Amounts are computed by Postgres in NUMERIC, as the workshop's API
-    // ends up storing them (doubles rounded to 2 decimals by the column).
-    let totals = tx
-        .query_one(
-            "WITH lines AS (SELECT * FROM UNNEST($2::text[], $3::int[]) AS l(product_id, quantity)),
+/// The order statement: see [`place`].
+const PLACE_SQL: &str = "WITH lines AS (SELECT * FROM UNNEST($2::text[], $3::int[]) AS l(product_id, quantity)),
                   priced AS (SELECT l.product_id, l.quantity, p.price FROM lines l JOIN products p USING (product_id)),
+                  ok AS (SELECT count(*) = cardinality($2::text[]) AS all_known FROM priced),
                   sums AS (SELECT sum(price * quantity) AS subtotal FROM priced),
                   ins_order AS (
                       INSERT INTO orders (order_id, customer_id, order_date, status, subtotal, tax, shipping, total, payment_method)
                       SELECT $1, $4, now(), $5, subtotal, round(subtotal * $6::text::numeric, 2), $7::text::numeric,
                              subtotal + round(subtotal * $6::text::numeric, 2) + $7::text::numeric, $8
-                      FROM sums
+                      FROM sums, ok WHERE ok.all_known
                       RETURNING subtotal::text, tax::text, shipping::text, total::text),
                   ins_items AS (
                       INSERT INTO order_items (order_id, product_id, quantity, unit_price, discount, line_total)
-                      SELECT $1, product_id, quantity, price, 0, price * quantity FROM priced)
-             SELECT subtotal, tax, shipping, total FROM ins_order",
-            &[&order_id, &ids, &quantities, &customer, &STATUS, &TAX_RATE, &SHIPPING, &PAYMENT_METHOD],
+                      SELECT $1, product_id, quantity, price, 0, price * quantity FROM priced, ok WHERE ok.all_known),
+                  ins_outbox AS (
+                      INSERT INTO kart_order_outbox (order_id, product_id, payload)
+                      SELECT $1, o.product_id, o.payload FROM UNNEST($2::text[], $9::text[]) AS o(product_id, payload), ok
+                      WHERE ok.all_known AND $10)
+             SELECT ok.all_known,
+                    (SELECT coalesce(json_agg(json_build_array(product_id, price::text)), '[]'::json)::text FROM priced),
+                    ins_order.subtotal, ins_order.tax, ins_order.shipping, ins_order.total
+             FROM ok LEFT JOIN ins_order ON true";
+
+/// A connection ready to place orders: the outbox exists and the order
+/// statement is prepared once (planning it on every call costs a round trip
+/// and the planner's time).
+pub struct OrderWriter {
+    pub client: Client,
+    statement: tokio_postgres::Statement,
+}
+
+impl OrderWriter {
+    pub async fn connect(pg: &PgSettings) -> Result<OrderWriter> {
+        let client = connect(pg).await?;
+        let statement = client.prepare(PLACE_SQL).await.map_err(|e| query_error("preparing the order statement", e))?;
+        Ok(OrderWriter { client, statement })
+    }
+
+    pub async fn place(&self, lines: &[Line], customer: &str, direct: bool) -> Result<Placed> {
+        place(&self.client, &self.statement, lines, customer, direct).await
+    }
+}
+
+/// Places one order: `orders`, `order_items` and (direct path) the outbox
+/// rows in one statement, so one round trip and atomic without an explicit
+/// transaction. Unknown products are refused and nothing is written.
+async fn place(client: &Client, statement: &tokio_postgres::Statement, lines: &[Line], customer: &str, direct: bool) -> Result<Placed> {
+    let ids: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity as i32).collect();
+    let order_id = uuid::Uuid::new_v4().to_string();
+    let placed_at = now_ms();
+    let payloads: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let event = OrderLine { quantity: line.quantity, product_id: line.product_id.clone(), order_id: order_id.clone(), timestamp: placed_at };
+            serde_json::to_string(&event).expect("plain struct")
+        })
+        .collect();
+    // Amounts are computed by Postgres in NUMERIC, as the workshop's API
+    // ends up storing them (doubles rounded to 2 decimals by the column).
+    // Every insert is conditional on all products being known.
+    let row = client
+        .query_one(
+            statement,
+            &[&order_id, &ids, &quantities, &customer, &STATUS, &TAX_RATE, &SHIPPING, &PAYMENT_METHOD, &payloads, &direct],
         )
         .await
         .map_err(|e| query_error("writing the order", e))?;
+    let prices: Vec<(String, String)> = serde_json::from_str(&row.get::<_, String>(1)).unwrap_or_default();
+    let prices: HashMap<String, String> = prices.into_iter().collect();
+    if !row.get::<_, bool>(0) {
+        let unknown: Vec<&str> = ids.iter().copied().filter(|id| !prices.contains_key(*id)).collect();
+        return Err(KartError::user("unknown-product", format!("unknown product {}: not in the database's products table", unknown.join(", ")))
+            .with_hint("`kart products list` shows the catalog; `kart db init` seeds it"));
+    }
     let placed_lines: Vec<PlacedLine> = lines
         .iter()
         .map(|line| {
-            let unit_price = prices[&line.product_id].clone();
+            let unit_price = prices.get(&line.product_id).cloned().unwrap_or_default();
             let line_total = multiply(&unit_price, line.quantity);
             PlacedLine { product_id: line.product_id.clone(), quantity: line.quantity, unit_price, line_total }
         })
         .collect();
-    if direct {
-        let payloads: Vec<String> = lines
-            .iter()
-            .map(|line| {
-                let event = OrderLine {
-                    quantity: line.quantity,
-                    product_id: line.product_id.clone(),
-                    order_id: order_id.clone(),
-                    timestamp: placed_at,
-                };
-                serde_json::to_string(&event).expect("plain struct")
-            })
-            .collect();
-        tx.execute(
-            "INSERT INTO kart_order_outbox (order_id, product_id, payload) SELECT $1, * FROM UNNEST($2::text[], $3::text[])",
-            &[&order_id, &ids, &payloads],
-        )
-        .await
-        .map_err(|e| query_error("writing the outbox", e))?;
-    }
-    tx.commit().await.map_err(|e| query_error("committing the order", e))?;
     Ok(Placed {
         order_id,
         customer_id: customer.to_string(),
-        subtotal: totals.get(0),
-        tax: totals.get(1),
-        shipping: totals.get(2),
-        total: totals.get(3),
+        subtotal: row.get(2),
+        tax: row.get(3),
+        shipping: row.get(4),
+        total: row.get(5),
         lines: placed_lines,
         placed_at,
         direct,
