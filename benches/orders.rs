@@ -8,8 +8,15 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::net::TcpStream;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use common::{kart, start_tansu, time};
 
@@ -32,6 +39,7 @@ fn main() {
         ("POSTGRES_PORT", pg_port.to_string()),
         ("POSTGRES_DB", db.clone()),
         ("PGSSLMODE", "disable".to_string()),
+        ("POSTGRES_REPLICATION_SLOT", format!("{db}_slot")),
     ];
     time(kart(project.path(), &env, &["topics", "create"]));
     time(kart(project.path(), &env, &["db", "up"]));
@@ -51,7 +59,73 @@ fn main() {
         rate / 5000.0,
         if rate >= 5000.0 { "MET" } else { "MISSED" }
     );
+
+    cdc_latency(project.path(), &env, &format!("127.0.0.1:{port}"));
+    let _ = kart(project.path(), &env, &["job", "stop", "order-cdc"]).output();
     time(kart(project.path(), &env, &["--yes", "db", "down"]));
     let _ = broker.kill();
     let _ = broker.wait();
+}
+
+/// CDC insert → `order-events` latency: orders placed with `--cdc` at
+/// 100/s while the CDC job runs; from each order's placing time (just
+/// before its INSERT commits) to a reader receiving its event. Target
+/// p99 ≤ 50 ms.
+fn cdc_latency(project: &std::path::Path, env: &[(&str, String)], bootstrap: &str) {
+    time(kart(project, env, &["job", "deploy", "order-cdc"]));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-cdc-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("order-events", 0, Offset::End).unwrap();
+    consumer.assign(&assignment).unwrap();
+    for _ in 0..20 {
+        consumer.poll(Duration::from_millis(50));
+    }
+    let reader = std::thread::spawn(move || {
+        let mut arrivals: HashMap<String, i64> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while arrivals.len() < 500 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let now = epoch_ms();
+                if let Some(v) = m.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) {
+                    if let Some(id) = v["orderId"].as_str() {
+                        arrivals.entry(id.to_string()).or_insert(now);
+                    }
+                }
+            }
+        }
+        arrivals
+    });
+    let out = kart(project, env, &["-o", "json", "order", "place", "--cdc", "--count", "500", "--rate", "100"])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run kart");
+    assert!(out.status.success(), "order place --cdc failed: {}", String::from_utf8_lossy(&out.stderr));
+    let placed: Vec<(String, i64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["orderId"].as_str()?.to_string(), v["placedAt"].as_i64()?)))
+        .collect();
+    let arrivals = reader.join().expect("reader");
+    let mut latencies: Vec<i64> = placed.iter().filter_map(|(id, at)| arrivals.get(id).map(|t| t - at)).collect();
+    latencies.sort();
+    let q = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "CDC insert → order-events at 100 orders/s (n={} of {}): p50 {} ms, p99 {} ms, max {} ms | target p99 ≤ 50 ms {}",
+        latencies.len(),
+        placed.len(),
+        q(0.5),
+        q(0.99),
+        latencies[latencies.len() - 1],
+        if q(0.99) <= 50 && latencies.len() == placed.len() { "MET" } else { "MISSED" }
+    );
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
