@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cdc;
 mod cli;
 mod config;
 mod db;
