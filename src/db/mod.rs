@@ -222,6 +222,32 @@ pub fn query_error(what: &str, error: tokio_postgres::Error) -> KartError {
 }
 
 /// Quotes an identifier for SQL text (database names cannot be bind parameters).
+/// The session advisory lock a running CDC job holds for its slot (it reads
+/// the slot with SQL functions, so the slot itself looks inactive between
+/// reads); `db clean-cdc` and `db down` check it before dropping a slot.
+pub fn cdc_slot_lock_key(slot: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("kart-cdc:{slot}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// The pid of the session holding a CDC job's slot lock, if any (in any
+/// database of the server).
+pub async fn cdc_slot_holder(client: &Client, slot: &str) -> Result<Option<i32>> {
+    let key = cdc_slot_lock_key(slot);
+    let row = client
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+                AND classid::int8 = $1 AND objid::int8 = $2 LIMIT 1",
+            &[&((key as u64 >> 32) as i64), &((key as u64 & 0xffff_ffff) as i64)],
+        )
+        .await
+        .map_err(|e| query_error("cannot read the server's locks", e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -272,10 +272,13 @@ pub async fn clean_cdc(pg: &PgSettings) -> Result<CleanCdcReport> {
         return Ok(CleanCdcReport { slot: pg.slot.clone(), dropped: false });
     };
     let active: bool = row.get(0);
-    if active {
-        let pid: Option<i32> = row.get(1);
-        return Err(KartError::user("slot-in-use", format!("replication slot {} is in use by process {}", pg.slot, pid.unwrap_or_default()))
-            .with_hint("stop the CDC job first (`kart job stop order-cdc`)"));
+    let holder = if active { row.get::<_, Option<i32>>(1) } else { super::cdc_slot_holder(&client, &pg.slot).await? };
+    if active || holder.is_some() {
+        return Err(KartError::user(
+            "slot-in-use",
+            format!("replication slot {} is in use by process {}", pg.slot, holder.unwrap_or_default()),
+        )
+        .with_hint("stop the CDC job first (`kart job stop order-cdc`)"));
     }
     match client.execute("SELECT pg_drop_replication_slot($1)", &[&pg.slot]).await {
         Ok(_) => Ok(CleanCdcReport { slot: pg.slot.clone(), dropped: true }),

@@ -13,12 +13,13 @@ use crate::context::Context;
 use crate::exit::{KartError, Result};
 use crate::supervise::{now_ms, JobRecord, Liveness, StopOutcome, Supervisor};
 
+use super::cdc::{self, CdcDriver, CdcSettings};
 use super::inventory::{self, Driver, InventorySettings};
 use crate::cli::EmbeddedJob;
 use super::status::{JobState, JobStatus};
 
 /// The embedded jobs kart knows, in `job list` order.
-pub const EMBEDDED_JOBS: [&str; 2] = [inventory::JOB_NAME, "order-cdc"];
+pub const EMBEDDED_JOBS: [&str; 2] = [inventory::JOB_NAME, cdc::JOB_NAME];
 
 /// How `job deploy` ended.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +57,7 @@ pub struct JobView {
 /// An embedded job with its resolved settings.
 pub enum JobSpec {
     Inventory(InventorySettings),
+    OrderCdc(CdcSettings),
 }
 
 impl JobSpec {
@@ -64,19 +66,21 @@ impl JobSpec {
     pub fn resolve(job: EmbeddedJob, ctx: &Context) -> Result<JobSpec> {
         match job {
             EmbeddedJob::Inventory => Ok(JobSpec::Inventory(InventorySettings::from_settings(&ctx.settings, ctx.connect_timeout)?)),
-            EmbeddedJob::OrderCdc => Err(KartError::not_implemented("job deploy order-cdc")),
+            EmbeddedJob::OrderCdc => Ok(JobSpec::OrderCdc(CdcSettings::from_settings(&ctx.settings, ctx.connect_timeout)?)),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             JobSpec::Inventory(_) => inventory::JOB_NAME,
+            JobSpec::OrderCdc(_) => cdc::JOB_NAME,
         }
     }
 
     pub fn config_hash(&self) -> String {
         match self {
             JobSpec::Inventory(settings) => settings.config_hash(),
+            JobSpec::OrderCdc(settings) => settings.config_hash(),
         }
     }
 
@@ -93,6 +97,7 @@ impl JobSpec {
                     .await
                     .unwrap_or_else(|e| Err(KartError::infra("internal", format!("the inventory job panicked: {e}"))))
             }
+            JobSpec::OrderCdc(settings) => CdcDriver::new(settings, printer, status, stop).run().await,
         }
     }
 }

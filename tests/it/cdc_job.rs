@@ -90,15 +90,7 @@ fn a_cdc_order_reaches_order_events_in_the_workshops_format_and_both_paths_deduc
     assert_eq!(kinds, ["applied", "duplicate"], "one deduction for two copies");
 
     // The slot's confirmed position catches up with the last commit.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_active, confirmed, current) = slot_row(&db);
-        if lsn(&confirmed) >= lsn(&current) - 1024 * 1024 && wal_caught_up(&db) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot confirmed at {confirmed}, WAL at {current}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_slot_caught_up(&db);
 
     // A second job on the same slot fails with a clear message.
     let other = Kart::new()
@@ -106,25 +98,31 @@ fn a_cdc_order_reaches_order_events_in_the_workshops_format_and_both_paths_deduc
         .with_db(&db)
         .env("POSTGRES_REPLICATION_SLOT", format!("{}_slot", db.name));
     let second = other.run(&["--connect-timeout", "3s", "job", "deploy", "order-cdc"]);
-    assert_ne!(second.code, 0);
+    assert_ne!(second.code, 0, "{}\n{}\nfirst: {}", second.stdout, second.stderr, kart.run(&["job", "status", "order-cdc"]).stdout);
     assert!(second.stderr.contains("slot") && second.stderr.contains("in use"), "{}", second.stderr);
 
-    // clean-cdc removes the slot once the job is stopped.
+    // clean-cdc refuses while the job holds the slot, removes it once stopped.
+    let refused = kart.run(&["--yes", "db", "clean-cdc"]);
+    refused.code(1);
+    assert!(refused.stderr.contains("kart job stop order-cdc"), "{}", refused.stderr);
     kart.run(&["job", "stop", "order-cdc"]).ok();
     kart.run(&["--yes", "db", "clean-cdc"]).ok();
     assert!(sql(&db.name, &format!("SELECT 1 FROM pg_replication_slots WHERE slot_name = '{}_slot'", db.name)).is_empty());
 }
 
-/// No order inserted after the last confirmed one is waiting in the slot.
-fn wal_caught_up(db: &TestDb) -> bool {
-    let rows = sql(
-        &db.name,
-        &format!(
-            "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('{}_slot', NULL, NULL, 'proto_version', '1', 'publication_names', 'workshop_cdc')",
-            db.name
-        ),
-    );
-    rows.first().map(|r| r.get::<_, i64>(0) == 0).unwrap_or(false)
+/// Waits until the slot's confirmed position reaches the WAL position of
+/// now, i.e. past the last order's commit: no WAL is held back.
+fn wait_slot_caught_up(db: &TestDb) {
+    let (_, _, last_commit) = slot_row(db);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, confirmed, current) = slot_row(db);
+        if lsn(&confirmed) >= lsn(&last_commit) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "slot confirmed at {confirmed}, last commit at {last_commit}, WAL now at {current}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn lsn(text: &str) -> u64 {
@@ -139,8 +137,6 @@ fn lsn(text: &str) -> u64 {
 fn cdc_crash_test_sigkill_five_times_loses_nothing() {
     let broker = Broker::start();
     let db = TestDb::new();
-    // Stock for every line placed below.
-    sql(&db.name, "SELECT 1");
     let kart = project(&broker, &db);
     let catalog = values_catalog();
     let path = kart.write("catalog.json", &catalog.to_string());
@@ -195,11 +191,7 @@ fn cdc_crash_test_sigkill_five_times_loses_nothing() {
     assert_eq!(last["currentInventory"], 1000 - 35, "30 + 5 orders of one PROD_0001 each");
 
     // The slot ends at the last commit: nothing left to replay.
-    let deadline = Instant::now() + WAIT;
-    while !wal_caught_up(&db) {
-        assert!(Instant::now() < deadline, "the slot still holds changes: {:?}", slot_row(&db));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_slot_caught_up(&db);
 }
 
 fn values_catalog() -> Value {

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod cdc;
+mod cdc_job;
 mod cli;
 mod config;
 mod db;
