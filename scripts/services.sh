@@ -81,8 +81,10 @@ max_connections = 300
 password_encryption = 'scram-sha-256'
 # Test and workshop data only: durability is not worth the fsyncs here.
 fsync = off
-synchronous_commit = off
 full_page_writes = off
+# synchronous_commit stays on (cheap without fsync): logical decoding only
+# sees flushed WAL, and off would delay every CDC event by up to
+# wal_writer_delay (200 ms), which the workshop's Postgres does not do.
 CONF
   fi
   if as_pg "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
@@ -91,6 +93,10 @@ CONF
     as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
     say "postgres: started on 127.0.0.1:$port ($dir)"
   fi
+  # Servers created by an older version of this script ran with
+  # synchronous_commit = off; turn it on where it still is.
+  as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -qAt \
+    -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
   # A second role with scram-sha-256 for remote-mode tests (the managed server's stand-in).
   as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -qAt -c \
     "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kart_scram') THEN
