@@ -174,22 +174,7 @@ pub fn check_wal_level(wal_level: &str, endpoint: &str) -> Result<()> {
 
 use crate::db::cdc_slot_lock_key as lock_key;
 
-/// Why a session ended early.
-enum SessionError {
-    /// Connection lost, Kafka did not acknowledge: reconnect and retry;
-    /// what was not confirmed is read again.
-    Retry(String),
-    /// Nothing to retry: configuration, a slot taken by someone else.
-    Fatal(KartError),
-}
-
-impl From<KartError> for SessionError {
-    fn from(error: KartError) -> Self {
-        SessionError::Fatal(error)
-    }
-}
-
-type SessionResult<T> = std::result::Result<T, SessionError>;
+use super::session::{SessionError, SessionResult};
 
 #[derive(Default)]
 struct Counters {

@@ -167,22 +167,7 @@ impl ClientContext for JobClientContext {
 
 impl ConsumerContext for JobClientContext {}
 
-/// Why a session ended early.
-enum SessionError {
-    /// A batch could not be written: throw the in-memory state away, restore
-    /// from the changelog and resume.
-    Retry(String),
-    /// Nothing to retry (misconfiguration, a corrupt changelog).
-    Fatal(KartError),
-}
-
-impl From<KartError> for SessionError {
-    fn from(error: KartError) -> Self {
-        SessionError::Fatal(error)
-    }
-}
-
-type SessionResult<T> = std::result::Result<T, SessionError>;
+use super::session::{SessionError, SessionResult};
 
 /// The producer's context: errors as for every kart client, plus delivery
 /// failures, which decide whether a batch was written.

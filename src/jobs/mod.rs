@@ -1,9 +1,10 @@
 //! The embedded jobs kart runs itself (design §9): the inventory processor's
-//! Kafka driver, the CDC job (Postgres → `order-events`), and what every job
-//! reports about itself.
+//! Kafka driver and its write-ahead commit protocol, the CDC job (Postgres →
+//! `order-events`), their shared lifecycle and what every job reports.
 
-pub mod inventory;
-pub mod status;
-pub mod embedded;
-pub mod wal;
 pub mod cdc;
+pub mod embedded;
+pub mod inventory;
+pub mod session;
+pub mod status;
+pub mod wal;
