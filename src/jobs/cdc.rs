@@ -58,12 +58,8 @@ pub const WORKSHOP_SLOT: &str = "flink_order_cdc_slot";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Changes per peek: bounds memory; the server still returns whole transactions.
 const MAX_CHANGES_PER_PEEK: i32 = 10_000;
-/// How often the shared status is refreshed from the loop's counters.
-const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// How often an idle slot is moved to the server's flushed WAL position.
 const IDLE_ADVANCE_EVERY: Duration = Duration::from_secs(1);
-/// Sessions that fail one after the other before the job gives up.
-const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 
 /// Everything the job runs with, resolved once from the settings.
 #[derive(Debug, Clone)]
@@ -174,7 +170,7 @@ pub fn check_wal_level(wal_level: &str, endpoint: &str) -> Result<()> {
 
 use crate::db::cdc_slot_lock_key as lock_key;
 
-use super::session::{SessionError, SessionResult};
+use super::session::{SessionError, SessionResult, MAX_CONSECUTIVE_FAILURES, STATUS_EVERY};
 
 #[derive(Default)]
 struct Counters {

@@ -57,12 +57,8 @@ const OUTPUTS: [&str; 7] =
 /// How often the input positions are committed to the consumer group.
 const GROUP_COMMIT_EVERY: Duration = Duration::from_secs(60);
 
-/// How often the shared status is refreshed from the loop's counters.
-const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// Longest wait in one poll when idle, so a stop request is seen quickly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Sessions that fail one after the other before the job gives up.
-const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 
 /// Everything the job runs with, resolved once from the settings.
 #[derive(Debug, Clone)]
@@ -167,7 +163,7 @@ impl ClientContext for JobClientContext {
 
 impl ConsumerContext for JobClientContext {}
 
-use super::session::{SessionError, SessionResult};
+use super::session::{SessionError, SessionResult, MAX_CONSECUTIVE_FAILURES, STATUS_EVERY};
 
 /// The producer's context: errors as for every kart client, plus delivery
 /// failures, which decide whether a batch was written.

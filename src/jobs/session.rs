@@ -1,7 +1,14 @@
 //! How a run of an embedded job ends early: something to retry from the
 //! last committed point, or something that stops the job.
 
+use std::time::Duration;
+
 use crate::exit::KartError;
+
+/// How often a job copies its loop's counters into the shared status.
+pub const STATUS_EVERY: Duration = Duration::from_millis(250);
+/// Sessions that fail one after the other before a job gives up.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 
 pub enum SessionError {
     /// A step could not be completed (a connection lost, records not
