@@ -132,7 +132,7 @@ start_dev_tansu() {
 
 case "${1:-}" in
   ensure-tansu) ensure_tansu ;;
-  test-up) ensure_tansu; start_postgres "$STATE/test-pg" "$TEST_PG_PORT" postgres ;;
+  test-up) start_postgres "$STATE/test-pg" "$TEST_PG_PORT" postgres ;;
   test-down) stop_postgres "$STATE/test-pg" ;;
   dev-up) ensure_tansu; start_dev_tansu; start_postgres "$STATE/dev-pg" 5432 postgres ;;
   dev-down)
