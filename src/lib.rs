@@ -14,6 +14,7 @@ pub mod exit;
 pub mod inventory;
 pub mod jobs;
 pub mod orders;
+pub mod platform;
 pub mod kafka;
 pub mod printer;
 pub mod products;

@@ -153,6 +153,23 @@ impl Printer {
         }
     }
 
+    /// A byte progress bar on stderr (a terminal only; `None` otherwise, so
+    /// that CI logs get plain lines instead of redraw spam). Bars made at
+    /// the same time share one display, so concurrent pulls stack.
+    pub fn progress_bar(&self, label: &str) -> Option<indicatif::ProgressBar> {
+        static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+        if !self.is_live() || self.is_json() {
+            return None;
+        }
+        let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = BARS.get_or_init(indicatif::MultiProgress::new).add(indicatif::ProgressBar::new(1));
+        bar.set_style(style);
+        bar.set_message(label.to_string());
+        Some(bar)
+    }
+
     /// Removes the live line so the next message starts on a clean line.
     pub fn live_clear(&self) {
         if self.is_live() {

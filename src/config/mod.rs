@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::exit::{KartError, Result};
 
 /// Local: the services of `compose-local.yml`. Remote: managed Kafka and Postgres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Local,

@@ -139,6 +139,30 @@ impl Admin {
         Ok(results.into_iter().map(|r| match r { Ok(name) => (name, Ok(())), Err((name, code)) => (name, Err(code)) }).collect())
     }
 
+    /// Names of the consumer groups the broker knows.
+    pub async fn groups(&self) -> Result<Vec<String>> {
+        let probe = Arc::clone(&*self.probe);
+        let timeout = self.settings.connect_timeout;
+        let mut names = tokio::task::spawn_blocking(move || {
+            probe.client().fetch_group_list(None, timeout).map(|list| list.groups().iter().map(|g| g.name().to_string()).collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| KartError::infra("internal", format!("group list task failed: {e}")))?
+        .map_err(|e| self.failure("list consumer groups", e))?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes consumer groups; per group `Ok` or the broker's error code.
+    pub async fn delete_groups(&self, names: &[String]) -> Result<Vec<(String, std::result::Result<(), RDKafkaErrorCode>)>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let results = self.client.delete_groups(&refs, &self.options()).await.map_err(|e| self.failure("delete consumer groups", e))?;
+        Ok(results.into_iter().map(|r| match r { Ok(name) => (name, Ok(())), Err((name, code)) => (name, Err(code)) }).collect())
+    }
+
     /// Topic configurations (non-default entries first is the caller's business).
     /// `Ok(None)` when the broker does not answer DescribeConfigs.
     pub async fn configs(&self, names: &[String]) -> Result<HashMap<String, Vec<(String, Option<String>, bool)>>> {

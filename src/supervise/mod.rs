@@ -62,12 +62,23 @@ impl JobLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self._lock.as_raw_fd()
+    }
 }
 
 impl Supervisor {
     pub fn new(project_dir: &Path) -> Self {
         let kart = project_dir.join(".kart");
         Supervisor { jobs_dir: kart.join("jobs"), logs_dir: kart.join("logs") }
+    }
+
+    /// A supervisor keeping its files elsewhere (the native backend's
+    /// services live under `.kart/native/`, apart from the jobs).
+    pub fn at(jobs_dir: PathBuf, logs_dir: PathBuf) -> Self {
+        Supervisor { jobs_dir, logs_dir }
     }
 
     pub fn record_path(&self, name: &str) -> PathBuf {
@@ -189,6 +200,40 @@ impl Supervisor {
             command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
         }
         command.spawn().map_err(|e| io_error(&format!("cannot start {}", exe.display()), e))
+    }
+
+    /// Starts a program that is not kart (a broker) so that *it* holds
+    /// `lock`: the lock's descriptor is inherited across exec, so the lock
+    /// lives exactly as long as the program, like a kart job's own lock.
+    /// Runs in a new session with its output appended to its log.
+    pub fn spawn_holding_lock(&self, name: &str, lock: JobLock, exe: &Path, args: &[String], cwd: &Path) -> Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        self.ensure_dirs()?;
+        let log_path = self.log_path(name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io_error(&format!("cannot open {}", log_path.display()), e))?;
+        let log_err = log.try_clone().map_err(|e| io_error("cannot duplicate the log file handle", e))?;
+        let fd = lock.raw_fd();
+        let mut command = std::process::Command::new(exe);
+        command.args(args).current_dir(cwd).stdin(std::process::Stdio::null()).stdout(log).stderr(log_err);
+        // SAFETY: only async-signal-safe calls (setsid, fcntl) between fork
+        // and exec, on a descriptor this process owns.
+        unsafe {
+            command.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                let flags = nix::fcntl::fcntl(std::os::fd::BorrowedFd::borrow_raw(fd), nix::fcntl::FcntlArg::F_GETFD).map_err(std::io::Error::from)?;
+                let flags = nix::fcntl::FdFlag::from_bits_truncate(flags) - nix::fcntl::FdFlag::FD_CLOEXEC;
+                nix::fcntl::fcntl(std::os::fd::BorrowedFd::borrow_raw(fd), nix::fcntl::FcntlArg::F_SETFD(flags)).map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| io_error(&format!("cannot start {}", exe.display()), e))?;
+        // The child has its own copy now; ours closes here.
+        drop(lock);
+        Ok(child)
     }
 
     /// Asks a running job to stop (SIGTERM), waits up to `grace` for its
