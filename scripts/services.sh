@@ -198,6 +198,11 @@ start_registry() {
     step_done "$t" "registry: running on $REGISTRY (pid $pid, storage $store)"; return 0
   fi
   rm -f "$dir/registry.pid"
+  # Ours, started before its pid file went (say, with a cleaned /tmp).
+  if pid=$(pgrep -o -fx "docker-registry serve $dir/config.yml") && registry_answers; then
+    echo "$pid" > "$dir/registry.pid"
+    step_done "$t" "registry: running on $REGISTRY (pid $pid, storage $store)"; return 0
+  fi
   if (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null; then
     say "test-images: registry: something else already listens on 127.0.0.1:5000:"
     ss -ltnp 'sport = :5000' >&2 2>/dev/null || true
@@ -255,6 +260,22 @@ image_key() { # image -> its kart.key label, or nothing
   docker image inspect -f '{{ index .Config.Labels "kart.key" }}' "$1" 2>/dev/null || true
 }
 
+# Images a rebuild replaced; removed at the end so rebuilds do not pile up.
+SUPERSEDED=()
+note_superseded() { # image (before it is rebuilt)
+  local id
+  id=$(docker image inspect -f '{{ .Id }}' "$1" 2>/dev/null) && SUPERSEDED+=("$id")
+  return 0
+}
+remove_superseded() {
+  local id i
+  # Children (the postgres and tansu images) before their old base.
+  for ((i = ${#SUPERSEDED[@]} - 1; i >= 0; i--)); do
+    id=${SUPERSEDED[i]}
+    docker rmi "$id" >/dev/null 2>&1 || true
+  done
+}
+
 ensure_base_image() {
   local t=$SECONDS key tar
   key=$(printf '%s\n' "${BASE_MMDEBSTRAP[@]}" | sha256sum | cut -c1-16)
@@ -277,6 +298,7 @@ ensure_base_image() {
   if [ "$(image_key "$BASE_IMAGE")" = "$key" ]; then
     step_done "$t" "base image: $BASE_IMAGE cached"
   else
+    note_superseded "$BASE_IMAGE"
     docker import --change "LABEL kart.key=$key" --change 'ENV LANG=C.UTF-8' \
       --change 'CMD ["bash"]' "$tar" "$BASE_IMAGE" >/dev/null
     step_done "$t" "base image: $BASE_IMAGE imported"
@@ -289,6 +311,7 @@ build_image() { # image context-dir key
     step_done "$t" "image: $image cached"; return 0
   fi
   mkdir -p "$STATE"
+  note_superseded "$image"
   # The classic builder: FROM resolves to the local base image, never a pull.
   if ! DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$BASE_IMAGE" --label "kart.key=$key" \
       -t "$image" "$ctx" > "$log" 2>&1; then
@@ -346,6 +369,7 @@ test_images() {
     rm -rf "$ctx"
   fi
   push_image "$TANSU_IMAGE"
+  remove_superseded
   say "test-images: ready in $((SECONDS - started))s: $REGISTRY/$PG_IMAGE, $REGISTRY/$TANSU_IMAGE"
 }
 
@@ -366,5 +390,5 @@ case "${1:-}" in
     stop_postgres "$STATE/dev-pg" ;;
   test-images) test_images ;;
   test-images-down) stop_registry ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
