@@ -390,5 +390,5 @@ case "${1:-}" in
     stop_postgres "$STATE/dev-pg" ;;
   test-images) test_images ;;
   test-images-down) stop_registry ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
