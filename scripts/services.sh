@@ -9,6 +9,8 @@
 #   scripts/services.sh test-down
 #   scripts/services.sh dev-up              tansu on 19092 + Postgres on 5432 (kart's defaults)
 #   scripts/services.sh dev-down
+#   scripts/services.sh test-images         images for the Docker tests, in a registry on 127.0.0.1:5000
+#   scripts/services.sh test-images-down    stop that registry (images and caches stay)
 set -euo pipefail
 
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
@@ -130,6 +132,247 @@ start_dev_tansu() {
   say "tansu: did not open port 19092; see $STATE/dev/tansu.log"; return 1
 }
 
+# --- Images for the Docker tests (design §10) ---------------------------------
+# No public image registry is reachable where kart's tests run, so they build
+# their own: a Debian root filesystem from mmdebstrap (PostgreSQL included)
+# loaded with `docker import`, and thin `docker build`s on it for PostgreSQL
+# and for the host-built tansu. Both are pushed to Debian's docker-registry on
+# 127.0.0.1:5000, which the test compose files name, so pulls and their
+# progress are real. Every step is cached: the rootfs tarball and the
+# registry's storage under $CACHE, the images in Docker, keyed by their inputs
+# (kart.key labels); a run with nothing to do takes a few seconds.
+CACHE="${KART_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kart}"
+REGISTRY=127.0.0.1:5000
+IMAGES_SRC="$(cd "$(dirname "$0")" && pwd)/test-images"
+BASE_IMAGE=kart-test/base:bookworm
+PG_IMAGE=kart-test/postgres:15
+TANSU_IMAGE=kart-test/tansu:$TANSU_VERSION
+# Only what the images need. PostgreSQL's JIT (LLVM, ~130 MB) is left out:
+# without llvmjit.so the server just runs without JIT. Docs, man pages and
+# translations go too. The cluster Debian would create on install is not made.
+BASE_MMDEBSTRAP=(
+  --variant=minbase --include=postgresql-15
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-exclude=/usr/lib/*/libLLVM*' --dpkgopt='path-exclude=/usr/lib/*/libz3.so*'
+  --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/llvmjit*'
+  --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/bitcode/*'
+  # shellcheck disable=SC2016 # $1 is the chroot, for mmdebstrap's hook shell
+  --essential-hook='mkdir -p "$1/etc/postgresql-common/createcluster.d" && echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.d/kart.conf"'
+  bookworm
+)
+
+step_done() { # started-at message
+  say "test-images: $2 ($((SECONDS - $1))s)"
+}
+
+ensure_image_tools() {
+  local t=$SECONDS missing=()
+  if ! docker info >/dev/null 2>&1; then
+    say "test-images: cannot reach the Docker engine (docker info failed)"; return 1
+  fi
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "test-images: installing ${missing[*]} from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Under systemd the package starts its own registry on :5000, with
+    # htpasswd auth; ours needs that port.
+    if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+      systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+    fi
+    step_done "$t" "tools: installed ${missing[*]}"
+  else
+    step_done "$t" "tools: mmdebstrap and docker-registry present"
+  fi
+}
+
+registry_answers() { curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/" 2>/dev/null; }
+
+start_registry() {
+  local t=$SECONDS dir="$STATE/registry" store="$CACHE/registry" pid
+  mkdir -p "$dir" "$store"
+  if [ -f "$dir/registry.pid" ] && pid=$(cat "$dir/registry.pid") && kill -0 "$pid" 2>/dev/null && registry_answers; then
+    step_done "$t" "registry: running on $REGISTRY (pid $pid, storage $store)"; return 0
+  fi
+  rm -f "$dir/registry.pid"
+  # Ours, started before its pid file went (say, with a cleaned /tmp).
+  if pid=$(pgrep -o -fx "docker-registry serve $dir/config.yml") && registry_answers; then
+    echo "$pid" > "$dir/registry.pid"
+    step_done "$t" "registry: running on $REGISTRY (pid $pid, storage $store)"; return 0
+  fi
+  if (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null; then
+    say "test-images: registry: something else already listens on 127.0.0.1:5000:"
+    ss -ltnp 'sport = :5000' >&2 2>/dev/null || true
+    say "  stop it (for Debian's own: systemctl disable --now docker-registry) and run this again"
+    return 1
+  fi
+  # Its own config: Debian's /etc/docker/registry/config.yml listens on all
+  # addresses, requires htpasswd auth and stores under /var/lib.
+  cat > "$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: info
+  fields:
+    service: kart-test-registry
+storage:
+  filesystem:
+    rootdirectory: $store
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+  headers:
+    X-Content-Type-Options: [nosniff]
+YML
+  # A background process, not a systemd unit: machines here need not run systemd.
+  setsid nohup docker-registry serve "$dir/config.yml" >> "$dir/registry.log" 2>&1 < /dev/null &
+  pid=$!
+  echo "$pid" > "$dir/registry.pid"
+  for _ in $(seq 1 100); do
+    if registry_answers; then
+      step_done "$t" "registry: started on $REGISTRY (pid $pid, storage $store, log $dir/registry.log)"; return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  say "test-images: registry: /v2/ on $REGISTRY did not answer; the end of $dir/registry.log:"
+  tail -n 20 "$dir/registry.log" >&2 || true
+  return 1
+}
+
+stop_registry() {
+  local dir="$STATE/registry" pid
+  if [ -f "$dir/registry.pid" ] && pid=$(cat "$dir/registry.pid") && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    say "test-images: registry stopped (storage kept in $CACHE/registry)"
+  else
+    say "test-images: registry not running"
+  fi
+  rm -f "$dir/registry.pid"
+}
+
+image_key() { # image -> its kart.key label, or nothing
+  docker image inspect -f '{{ index .Config.Labels "kart.key" }}' "$1" 2>/dev/null || true
+}
+
+# Images a rebuild replaced; removed at the end so rebuilds do not pile up.
+SUPERSEDED=()
+note_superseded() { # image (before it is rebuilt)
+  local id
+  id=$(docker image inspect -f '{{ .Id }}' "$1" 2>/dev/null) && SUPERSEDED+=("$id")
+  return 0
+}
+remove_superseded() {
+  local id i
+  # Children (the postgres and tansu images) before their old base.
+  for ((i = ${#SUPERSEDED[@]} - 1; i >= 0; i--)); do
+    id=${SUPERSEDED[i]}
+    docker rmi "$id" >/dev/null 2>&1 || true
+  done
+}
+
+ensure_base_image() {
+  local t=$SECONDS key tar
+  key=$(printf '%s\n' "${BASE_MMDEBSTRAP[@]}" | sha256sum | cut -c1-16)
+  tar="$CACHE/images/base-bookworm-$key.tar"
+  if [ -s "$tar" ]; then
+    step_done "$t" "base rootfs: cached ($tar)"
+  else
+    mkdir -p "$CACHE/images"
+    say "test-images: base rootfs: mmdebstrap bookworm with PostgreSQL 15 (about 2 minutes, once)"
+    if ! mmdebstrap --format=tar "${BASE_MMDEBSTRAP[@]}" "$tar.partial" > "$CACHE/images/mmdebstrap.log" 2>&1; then
+      say "test-images: mmdebstrap failed; the end of $CACHE/images/mmdebstrap.log:"
+      tail -n 30 "$CACHE/images/mmdebstrap.log" >&2; rm -f "$tar.partial"; return 1
+    fi
+    mv "$tar.partial" "$tar"
+    # Tarballs of earlier recipes are of no more use.
+    find "$CACHE/images" -maxdepth 1 -name 'base-bookworm-*.tar' ! -path "$tar" -delete
+    step_done "$t" "base rootfs: built ($tar, $(du -h "$tar" | cut -f1))"
+  fi
+  t=$SECONDS
+  if [ "$(image_key "$BASE_IMAGE")" = "$key" ]; then
+    step_done "$t" "base image: $BASE_IMAGE cached"
+  else
+    note_superseded "$BASE_IMAGE"
+    docker import --change "LABEL kart.key=$key" --change 'ENV LANG=C.UTF-8' \
+      --change 'CMD ["bash"]' "$tar" "$BASE_IMAGE" >/dev/null
+    step_done "$t" "base image: $BASE_IMAGE imported"
+  fi
+}
+
+build_image() { # image context-dir key
+  local t=$SECONDS image=$1 ctx=$2 key=$3 log="$STATE/build-${1//[\/:]/-}.log"
+  if [ "$(image_key "$image")" = "$key" ]; then
+    step_done "$t" "image: $image cached"; return 0
+  fi
+  mkdir -p "$STATE"
+  note_superseded "$image"
+  # The classic builder: FROM resolves to the local base image, never a pull.
+  if ! DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$BASE_IMAGE" --label "kart.key=$key" \
+      -t "$image" "$ctx" > "$log" 2>&1; then
+    say "test-images: docker build of $image failed; the end of $log:"
+    tail -n 30 "$log" >&2; return 1
+  fi
+  step_done "$t" "image: $image built"
+}
+
+push_image() { # image
+  local t=$SECONDS image=$1 remote="$REGISTRY/$1" repo=${1%:*} tag=${1##*:} want have
+  docker tag "$image" "$remote"
+  want=$(curl -fsS -I --max-time 5 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null | tr -d '\r' |
+    awk 'tolower($1) == "docker-content-digest:" { print $2 }') || want=
+  have=$(docker image inspect -f '{{ range .RepoDigests }}{{ println . }}{{ end }}' "$remote")
+  if [ -n "$want" ] && grep -qxF "$REGISTRY/$repo@$want" <<<"$have"; then
+    step_done "$t" "push: $remote already in the registry"; return 0
+  fi
+  if ! docker push "$remote" > "$STATE/push.log" 2>&1; then
+    say "test-images: docker push $remote failed; the end of $STATE/push.log:"
+    tail -n 20 "$STATE/push.log" >&2; return 1
+  fi
+  step_done "$t" "push: $remote pushed"
+}
+
+files_key() { # lines of inputs on stdin -> a short key
+  sha256sum | cut -c1-16
+}
+
+test_images() {
+  local started=$SECONDS base_id bin ctx
+  ensure_image_tools
+  start_registry
+  ensure_base_image
+  base_id=$(docker image inspect -f '{{ .Id }}' "$BASE_IMAGE")
+  build_image "$PG_IMAGE" "$IMAGES_SRC/postgres" \
+    "$({ echo "$base_id"; cat "$IMAGES_SRC/postgres/Dockerfile" "$IMAGES_SRC/postgres/docker-entrypoint.sh"; } | files_key)"
+  push_image "$PG_IMAGE"
+  # tansu is the host's own build (16 minutes; test.sh's tansu stage makes it).
+  if ! bin=$(tansu_bin); then
+    say "test-images: no tansu binary (~/.cargo/bin/tansu or \$KART_TANSU_BIN): run scripts/services.sh ensure-tansu first"
+    return 1
+  fi
+  local key
+  key=$({ echo "$base_id"; cat "$IMAGES_SRC/tansu/Dockerfile"; sha256sum < "$bin"; } | files_key)
+  if [ "$(image_key "$TANSU_IMAGE")" = "$key" ]; then
+    build_image "$TANSU_IMAGE" /nonexistent "$key"
+  else
+    mkdir -p "$STATE"
+    ctx=$(mktemp -d "$STATE/tansu-image.XXXXXX")
+    cp "$IMAGES_SRC/tansu/Dockerfile" "$ctx/"
+    cp "$bin" "$ctx/tansu"
+    build_image "$TANSU_IMAGE" "$ctx" "$key" || { rm -rf "$ctx"; return 1; }
+    rm -rf "$ctx"
+  fi
+  push_image "$TANSU_IMAGE"
+  remove_superseded
+  say "test-images: ready in $((SECONDS - started))s: $REGISTRY/$PG_IMAGE, $REGISTRY/$TANSU_IMAGE"
+}
+
 case "${1:-}" in
   ensure-tansu) ensure_tansu ;;
   test-up) start_postgres "$STATE/test-pg" "$TEST_PG_PORT" postgres ;;
@@ -145,5 +388,7 @@ case "${1:-}" in
       rm -f "$STATE/dev/tansu.pid"; say "tansu: stopped"
     fi
     stop_postgres "$STATE/dev-pg" ;;
+  test-images) test_images ;;
+  test-images-down) stop_registry ;;
   *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs and starts what the tests
-# need (tansu, PostgreSQL), then runs every test and compiles the benchmarks.
+# need (tansu, PostgreSQL, the Docker tests' images and their registry), then
+# runs every test and compiles the benchmarks.
 # Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ ensure_nextest() {
 
 stage "cargo-nextest" ensure_nextest
 stage "tansu (cached after the first build)" scripts/services.sh ensure-tansu
+# After tansu: its image is built from the host's tansu binary.
+stage "docker test images on 127.0.0.1:5000 (cached)" scripts/services.sh test-images
 stage "postgresql for tests" scripts/services.sh test-up
 stage "build tests" cargo build --tests --locked
 stage "tests" cargo nextest run --locked --no-fail-fast
