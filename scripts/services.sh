@@ -148,7 +148,15 @@ FLINK_REST_PORT="${KART_TEST_FLINK_PORT:-18581}"
 FLINK_RPC_PORT="${KART_TEST_FLINK_RPC_PORT:-18582}"
 FLINK_STATE="$STATE/flink"
 
+ensure_java() {
+  command -v javac >/dev/null 2>&1 && flink_java >/dev/null 2>&1 && return 0
+  say "java: installing Debian's openjdk-17-jdk-headless (Flink and the test jobs need Java 17)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+}
+
 ensure_flink() {
+  ensure_java
   if [ -f "$FLINK_HOME_DIR/lib/flink-dist-$FLINK_VERSION.jar" ]; then say "flink: $FLINK_HOME_DIR"; return 0; fi
   mkdir -p "$FLINK_CACHE"
   local sdist="$FLINK_CACHE/apache-flink-libraries-$FLINK_VERSION.tar.gz"
@@ -256,7 +264,8 @@ FLINK_JAVA_OPTS=(
 flink_start() { # role main-class heap direct
   local role=$1 main=$2 heap=$3 direct=$4 java
   java=$(flink_java)
-  if [ -f "$FLINK_STATE/$role.pid" ] && kill -0 "$(cat "$FLINK_STATE/$role.pid")" 2>/dev/null; then
+  # A pid file whose process is gone, or is someone else's now, is stale.
+  if [ -f "$FLINK_STATE/$role.pid" ] && ps -p "$(cat "$FLINK_STATE/$role.pid")" -o args= 2>/dev/null | grep -q "$main"; then
     say "flink: $role running (pid $(cat "$FLINK_STATE/$role.pid"))"; return 0
   fi
   nohup "$java" -Xms"$heap" -Xmx"$heap" -XX:MaxDirectMemorySize="$direct" -XX:MaxMetaspaceSize=256m \
@@ -327,5 +336,5 @@ case "${1:-}" in
   ensure-flink) ensure_flink ;;
   flink-up) flink_up ;;
   flink-down) flink_down ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs and starts what the tests
-# need (tansu, PostgreSQL), then runs every test and compiles the benchmarks.
+# need (tansu, PostgreSQL, a Flink session cluster), then runs every test and
+# compiles the benchmarks.
 # Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ ensure_nextest() {
 stage "cargo-nextest" ensure_nextest
 stage "tansu (cached after the first build)" scripts/services.sh ensure-tansu
 stage "postgresql for tests" scripts/services.sh test-up
+stage "flink (cached after the first download)" scripts/services.sh ensure-flink
+stage "flink cluster for tests" scripts/services.sh flink-up
 stage "build tests" cargo build --tests --locked
 stage "tests" cargo nextest run --locked --no-fail-fast
 stage "benchmarks compile (not run)" cargo bench --no-run --locked

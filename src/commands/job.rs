@@ -644,7 +644,11 @@ async fn flink_stop(args: &JobStopArgs, grace: Duration, ctx: &Context) -> Resul
     ctx.printer.out(&lines.join("\n"))?;
     if let Some(location) = &savepoint {
         let class = records.get(name.as_str()).map(|r| r.entry_class.clone()).unwrap_or_else(|| "MAIN".into());
-        ctx.printer.status("Resume", &format!("`kart job deploy --jar JAR --class {class} --savepoint {location}` starts it from there"));
+        let name_flag = if *name == class { String::new() } else { format!(" --name {}", shell_word(name)) };
+        ctx.printer.status(
+            "Resume",
+            &format!("`kart job deploy --jar JAR --class {class}{name_flag} --savepoint {location}` starts it from there"),
+        );
     }
     Ok(())
 }
