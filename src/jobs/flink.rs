@@ -1317,6 +1317,44 @@ Caused by: java.lang.IllegalStateException: boom here\n\
     }
 
     #[test]
+    fn pass_env_takes_the_docker_variant_for_the_compose_jobmanager() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = crate::config::ResolveInputs {
+            mode: Mode::Local,
+            project_dir: dir.path().to_path_buf(),
+            env_files: Vec::new(),
+            process_env: [("POSTGRES_PASSWORD".to_string(), "pw".to_string())]
+                .into_iter()
+                .collect(),
+            flags: Vec::new(),
+        };
+        let settings = Settings::resolve(&inputs).unwrap();
+        let vars = vec![
+            "KAFKA_BOOTSTRAP_SERVERS".to_string(),
+            "POSTGRES_PASSWORD".to_string(),
+        ];
+        let host = pass_env_args(&vars, &settings, false).unwrap();
+        assert_eq!(
+            (host[0].flag.as_str(), host[0].value.as_str()),
+            ("--kafka-bootstrap-servers", "localhost:19092")
+        );
+        assert_eq!(
+            (
+                host[1].flag.as_str(),
+                host[1].value.as_str(),
+                host[1].secret
+            ),
+            ("--postgres-password", "pw", true)
+        );
+        let docker = pass_env_args(&vars, &settings, true).unwrap();
+        assert_eq!(docker[0].value, "redpanda:9092");
+        assert_eq!(docker[0].from, "KAFKA_BOOTSTRAP_SERVERS_DOCKER");
+        // No *_DOCKER variant: the plain value.
+        assert_eq!(docker[1].value, "pw");
+        assert!(pass_env_args(&["NO_SUCH".to_string()], &settings, false).is_err());
+    }
+
+    #[test]
     fn upload_names_start_with_the_content_hash() {
         let jar = LocalJar {
             path: PathBuf::from("/x/my job.jar"),

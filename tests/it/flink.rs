@@ -740,3 +740,35 @@ fn flink_workshop_inventory_job_blocks_the_embedded_one_unless_forced() {
     );
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn flink_inventory_jar_warns_while_the_embedded_inventory_job_runs() {
+    require_cluster();
+    let kart = kart();
+    // The embedded job counts as running while its lock is held: this test
+    // holds it instead of starting the job (which would need Kafka).
+    let supervisor = kart::supervise::Supervisor::new(kart.dir());
+    let _lock = supervisor.try_lock("inventory").unwrap().expect("lock");
+    let name = unique("kart-inventory-jar");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let run = deploy_sleeper(&kart, &test_jar(), &name, &[]);
+    run.ok();
+    assert!(
+        run.stderr.contains("embedded inventory job is running")
+            && run.stderr.contains("deduct every order twice"),
+        "{}",
+        run.stderr
+    );
+    // A job that is no inventory job deploys without the warning.
+    let other = unique("kart-other");
+    let _cleanup_other = Cleanup(vec![other.clone()]);
+    let quiet = deploy_sleeper(&kart, &test_jar(), &other, &[]);
+    quiet.ok();
+    assert!(
+        !quiet.stderr.contains("deduct every order twice"),
+        "{}",
+        quiet.stderr
+    );
+    kart.run(&["job", "stop", &name]).ok();
+    kart.run(&["job", "stop", &other]).ok();
+}
