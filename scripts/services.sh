@@ -3,6 +3,8 @@
 # first run) need, on this machine:
 #   tansu       a Kafka-compatible broker, built once from crates.io and cached
 #   postgres    PostgreSQL from Debian's packages, wal_level=logical, loopback
+#   flink       a standalone Flink 1.20.1 session cluster (JobManager + one
+#               TaskManager) from PyPI's apache-flink-libraries, on Java 17
 #
 #   scripts/services.sh ensure-tansu        install tansu if it is missing
 #   scripts/services.sh test-up             Postgres for the test suite (port 55432)
@@ -11,6 +13,9 @@
 #   scripts/services.sh dev-down
 #   scripts/services.sh test-images         images for the Docker tests, in a registry on 127.0.0.1:5000
 #   scripts/services.sh test-images-down    stop that registry (images and caches stay)
+#   scripts/services.sh ensure-flink        download and unpack Flink's jars once (cached)
+#   scripts/services.sh flink-up            the test Flink cluster, REST on localhost:18581
+#   scripts/services.sh flink-down
 set -euo pipefail
 
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
@@ -373,6 +378,189 @@ test_images() {
   say "test-images: ready in $((SECONDS - started))s: $REGISTRY/$PG_IMAGE, $REGISTRY/$TANSU_IMAGE"
 }
 
+# ---- Flink -----------------------------------------------------------------
+# The workshop runs Flink 1.20.1. PyPI's apache-flink-libraries sdist carries
+# the binary distribution's lib/ (flink-dist and friends), so no Docker image
+# and no download outside a package registry is needed.
+FLINK_VERSION=1.20.1
+FLINK_CACHE="${KART_FLINK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kart/flink}"
+FLINK_HOME_DIR="$FLINK_CACHE/flink-$FLINK_VERSION"
+# Test-only ports: 18081 is the workshop's JobManager and kart's default, so a
+# student's cluster and the tests' never meet.
+FLINK_REST_PORT="${KART_TEST_FLINK_PORT:-18581}"
+FLINK_RPC_PORT="${KART_TEST_FLINK_RPC_PORT:-18582}"
+FLINK_STATE="$STATE/flink"
+
+ensure_java() {
+  command -v javac >/dev/null 2>&1 && flink_java >/dev/null 2>&1 && return 0
+  say "java: installing Debian's openjdk-17-jdk-headless (Flink and the test jobs need Java 17)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+}
+
+ensure_flink() {
+  ensure_java
+  if [ -f "$FLINK_HOME_DIR/lib/flink-dist-$FLINK_VERSION.jar" ]; then say "flink: $FLINK_HOME_DIR"; return 0; fi
+  mkdir -p "$FLINK_CACHE"
+  local sdist="$FLINK_CACHE/apache-flink-libraries-$FLINK_VERSION.tar.gz"
+  if [ ! -f "$sdist" ]; then
+    say "flink: downloading apache-flink-libraries $FLINK_VERSION from PyPI (230 MB, once)"
+    local pip=(python3 -m pip)
+    "${pip[@]}" --version >/dev/null 2>&1 || pip=(pip3)
+    # The sdist, not a wheel: it is the one that holds deps/lib.
+    "${pip[@]}" download --quiet --no-deps --no-binary :all: "apache-flink-libraries==$FLINK_VERSION" -d "$FLINK_CACHE"
+  fi
+  local tmp; tmp=$(mktemp -d "$FLINK_CACHE/extract.XXXXXX")
+  tar xzf "$sdist" -C "$tmp" "apache-flink-libraries-$FLINK_VERSION/deps/lib"
+  # A rename, so an interrupted extraction never looks complete.
+  mv "$tmp/apache-flink-libraries-$FLINK_VERSION/deps" "$FLINK_HOME_DIR"
+  rm -rf "$tmp" "$sdist"
+  say "flink: unpacked into $FLINK_HOME_DIR"
+}
+
+flink_java() {
+  if [ -n "${KART_JAVA:-}" ]; then echo "$KART_JAVA"; return 0; fi
+  if [ -x /usr/bin/java ]; then echo /usr/bin/java; return 0; fi
+  command -v java
+}
+
+# Flink's launch scripts put flink-dist last on the classpath; so do we.
+flink_classpath() {
+  local cp="" jar
+  for jar in "$FLINK_HOME_DIR"/lib/*.jar; do
+    case "$jar" in */flink-dist-*) ;; *) cp="$cp:$jar" ;; esac
+  done
+  echo "${cp#:}:$FLINK_HOME_DIR/lib/flink-dist-$FLINK_VERSION.jar"
+}
+
+flink_write_conf() {
+  local conf="$FLINK_STATE/conf"
+  mkdir -p "$conf" "$FLINK_STATE/log" "$FLINK_STATE/tmp" "$FLINK_STATE/savepoints" "$FLINK_STATE/uploads"
+  cat > "$conf/config.yaml" <<CONF
+# Written by scripts/services.sh: kart's test cluster.
+jobmanager.rpc.address: localhost
+jobmanager.rpc.port: $FLINK_RPC_PORT
+jobmanager.bind-host: 127.0.0.1
+rest.address: localhost
+rest.bind-address: 127.0.0.1
+rest.port: $FLINK_REST_PORT
+taskmanager.bind-host: 127.0.0.1
+taskmanager.host: 127.0.0.1
+# Enough slots for the integration tests running in parallel.
+taskmanager.numberOfTaskSlots: 16
+# TaskManagerRunner started without Flink's shell scripts needs every size
+# the scripts would otherwise compute (network min = max).
+taskmanager.cpu.cores: 2
+taskmanager.memory.framework.heap.size: 128m
+taskmanager.memory.task.heap.size: 512m
+taskmanager.memory.framework.off-heap.size: 128m
+taskmanager.memory.task.off-heap.size: 0m
+taskmanager.memory.network.min: 64m
+taskmanager.memory.network.max: 64m
+taskmanager.memory.managed.size: 128m
+taskmanager.memory.jvm-metaspace.size: 256m
+taskmanager.memory.jvm-overhead.min: 192m
+taskmanager.memory.jvm-overhead.max: 192m
+# The workshop's cluster settings.
+heartbeat.interval: 1000
+heartbeat.timeout: 5000
+state.savepoints.dir: file://$FLINK_STATE/savepoints
+# A job failing at start fails at once instead of restarting.
+restart-strategy.type: none
+io.tmp.dirs: $FLINK_STATE/tmp
+web.upload.dir: $FLINK_STATE/uploads
+CONF
+  cat > "$conf/log4j.properties" <<'CONF'
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = MainAppender
+appender.main.name = MainAppender
+appender.main.type = RollingFile
+appender.main.append = true
+appender.main.fileName = ${sys:log.file}
+appender.main.filePattern = ${sys:log.file}.%i
+appender.main.layout.type = PatternLayout
+appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
+appender.main.policies.type = Policies
+appender.main.policies.size.type = SizeBasedTriggeringPolicy
+appender.main.policies.size.size = 50MB
+appender.main.strategy.type = DefaultRolloverStrategy
+appender.main.strategy.max = 3
+logger.akka.name = org.apache.pekko
+logger.akka.level = WARN
+logger.netty.name = org.apache.flink.shaded.netty4.io.netty
+logger.netty.level = WARN
+CONF
+}
+
+# Java 17 needs these for Flink (from Flink's default config.yaml).
+FLINK_JAVA_OPTS=(
+  --add-exports=java.base/sun.net.util=ALL-UNNAMED --add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED
+  --add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED
+  --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.net=ALL-UNNAMED
+  --add-opens=java.base/java.io=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED
+  --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED
+  --add-opens=java.base/java.text=ALL-UNNAMED --add-opens=java.base/java.time=ALL-UNNAMED
+  --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED
+  --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.locks=ALL-UNNAMED
+)
+
+flink_start() { # role main-class heap direct
+  local role=$1 main=$2 heap=$3 direct=$4 java
+  java=$(flink_java)
+  # A pid file whose process is gone, or is someone else's now, is stale.
+  if [ -f "$FLINK_STATE/$role.pid" ] && ps -p "$(cat "$FLINK_STATE/$role.pid")" -o args= 2>/dev/null | grep -q "$main"; then
+    say "flink: $role running (pid $(cat "$FLINK_STATE/$role.pid"))"; return 0
+  fi
+  nohup "$java" -Xms"$heap" -Xmx"$heap" -XX:MaxDirectMemorySize="$direct" -XX:MaxMetaspaceSize=256m \
+    "${FLINK_JAVA_OPTS[@]}" \
+    -Dlog.file="$FLINK_STATE/log/$role.log" \
+    -Dlog4j.configuration="file:$FLINK_STATE/conf/log4j.properties" \
+    -Dlog4j.configurationFile="file:$FLINK_STATE/conf/log4j.properties" \
+    -classpath "$(flink_classpath)" "$main" --configDir "$FLINK_STATE/conf" \
+    > "$FLINK_STATE/log/$role.out" 2>&1 < /dev/null &
+  echo $! > "$FLINK_STATE/$role.pid"
+  say "flink: $role started (pid $!; log $FLINK_STATE/log/$role.log)"
+}
+
+flink_taskmanagers() {
+  curl -fsS --max-time 2 "http://localhost:$FLINK_REST_PORT/overview" 2>/dev/null \
+    | sed -n 's/.*"taskmanagers":\([0-9]*\).*/\1/p'
+}
+
+flink_up() {
+  ensure_flink
+  flink_write_conf
+  flink_start jobmanager org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint 512m 128m
+  flink_start taskmanager org.apache.flink.runtime.taskexecutor.TaskManagerRunner 640m 192m
+  local tms
+  for _ in $(seq 1 240); do
+    tms=$(flink_taskmanagers || true)
+    if [ -n "$tms" ] && [ "$tms" -ge 1 ]; then
+      say "flink: REST on http://localhost:$FLINK_REST_PORT with $tms TaskManager(s)"; return 0
+    fi
+    for role in jobmanager taskmanager; do
+      if ! kill -0 "$(cat "$FLINK_STATE/$role.pid")" 2>/dev/null; then
+        say "flink: the $role exited; its last lines:"; tail -n 20 "$FLINK_STATE/log/$role.out" "$FLINK_STATE/log/$role.log" >&2 || true
+        return 1
+      fi
+    done
+    sleep 0.5
+  done
+  say "flink: no TaskManager registered within 120 s; see $FLINK_STATE/log/"; return 1
+}
+
+flink_down() {
+  local role pid
+  for role in taskmanager jobmanager; do
+    [ -f "$FLINK_STATE/$role.pid" ] || continue
+    pid=$(cat "$FLINK_STATE/$role.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$FLINK_STATE/$role.pid"; say "flink: $role stopped"
+  done
+}
+
 case "${1:-}" in
   ensure-tansu) ensure_tansu ;;
   test-up) start_postgres "$STATE/test-pg" "$TEST_PG_PORT" postgres ;;
@@ -391,4 +579,8 @@ case "${1:-}" in
   test-images) test_images ;;
   test-images-down) stop_registry ;;
   *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  ensure-flink) ensure_flink ;;
+  flink-up) flink_up ;;
+  flink-down) flink_down ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac

@@ -302,7 +302,7 @@ pub enum JobCommand {
     /// Start an embedded job (inventory, order-cdc) or deploy a Flink jar
     Deploy(JobDeployArgs),
     /// Embedded and Flink jobs in one table
-    List,
+    List(JobListArgs),
     /// One job's state and metrics
     Status(JobNameArgs),
     /// A job's log (the JobManager log for Flink jobs)
@@ -367,9 +367,19 @@ pub struct JobDeployArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct JobListArgs {
+    /// JobManager REST endpoint [env: KART_FLINK_URL, default: http://localhost:18081]
+    #[arg(long, value_name = "URL")]
+    pub flink_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct JobNameArgs {
     /// Job name (inventory, order-cdc, or a Flink job's name or id)
     pub name: String,
+    /// JobManager REST endpoint [env: KART_FLINK_URL, default: http://localhost:18081]
+    #[arg(long, value_name = "URL")]
+    pub flink_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -379,6 +389,9 @@ pub struct JobLogsArgs {
     /// Keep printing new lines
     #[arg(short, long)]
     pub follow: bool,
+    /// JobManager REST endpoint [env: KART_FLINK_URL, default: http://localhost:18081]
+    #[arg(long, value_name = "URL")]
+    pub flink_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -388,9 +401,12 @@ pub struct JobStopArgs {
     /// Flink jobs: stop with a savepoint instead of cancelling
     #[arg(long)]
     pub savepoint: bool,
-    /// Embedded jobs: how long to wait for a graceful stop before killing
+    /// How long to wait for the job to stop (embedded jobs are killed after it)
     #[arg(long, value_name = "D", default_value = "15s")]
     pub timeout: String,
+    /// JobManager REST endpoint [env: KART_FLINK_URL, default: http://localhost:18081]
+    #[arg(long, value_name = "URL")]
+    pub flink_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

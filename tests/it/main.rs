@@ -1,4 +1,5 @@
-//! kart's integration tests: one binary, real services (tansu, PostgreSQL).
+//! kart's integration tests: one binary, real services (tansu, PostgreSQL,
+//! a Flink session cluster).
 //! `bash scripts/test.sh` starts what they need.
 
 mod support;
@@ -8,6 +9,7 @@ mod cdc_job;
 mod cli;
 mod config;
 mod db;
+mod flink;
 mod inventory;
 mod orders;
 mod products;
