@@ -578,7 +578,6 @@ case "${1:-}" in
     stop_postgres "$STATE/dev-pg" ;;
   test-images) test_images ;;
   test-images-down) stop_registry ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   ensure-flink) ensure_flink ;;
   flink-up) flink_up ;;
   flink-down) flink_down ;;
