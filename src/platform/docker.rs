@@ -35,6 +35,9 @@ pub const LABEL_CONFIG_HASH: &str = "com.docker.compose.config-hash";
 pub const LABEL_KART_PROJECT: &str = "io.kart.project";
 pub const LABEL_KART_MODE: &str = "io.kart.mode";
 
+/// How long a container without any probe must stay up to count as ready.
+const STABLE_FOR: Duration = Duration::from_secs(2);
+
 /// How many log lines a failure shows.
 const FAILURE_LOG_LINES: usize = 20;
 
@@ -317,6 +320,7 @@ impl Engine {
         }
         let probe = roles.probe_for(service);
         let mut last_note = Instant::now();
+        let first_seen = Instant::now();
         loop {
             let Some(info) = self.inspect(name).await else {
                 return Err(KartError::infra("container-vanished", format!("container {name} of service {} disappeared", service.name)));
@@ -340,6 +344,11 @@ impl Engine {
                 set_waiting(waiting, &service.name, "one-shot still running");
             } else if !healthy {
                 set_waiting(waiting, &service.name, "healthcheck not passing yet");
+            } else if probe == Probe::Container && service.healthcheck.is_none() && verb != "up to date" && first_seen.elapsed() < STABLE_FOR {
+                // Nothing to probe: "ready" means it stayed up a moment, so
+                // a container that crashes at once fails the start instead
+                // of passing it.
+                set_waiting(waiting, &service.name, "just started");
             } else {
                 match prober.probe(&probe, service).await {
                     ProbeResult::Ready => {
@@ -612,6 +621,8 @@ impl Engine {
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
+            // Another remove of the same container is under way.
+            Err(e) if engine_message(&e).contains("already in progress") => Ok(()),
             Err(e) => Err(engine_error(&format!("cannot remove container {id}"), &e)),
         }
     }
@@ -653,14 +664,24 @@ impl Engine {
     /// the volumes kart created for `project`. Returns what it removed.
     pub async fn down(&self, project: &Project, volumes: bool, printer: &Printer) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        let containers = self.own_containers(&project.name).await?;
-        let stops = containers.iter().map(|c| async move {
-            let name = c.names.clone().unwrap_or_default().first().cloned().unwrap_or_default().trim_start_matches('/').to_string();
-            self.stop_and_remove(c.id.as_deref().unwrap_or_default()).await.map(|_| name)
-        });
-        for name in futures::future::try_join_all(stops).await? {
-            printer.status("Removed", &format!("container {name}"));
-            removed.push(format!("container {name}"));
+        // A start interrupted mid-request can leave the engine finishing a
+        // create or start after we listed: look again until nothing is left.
+        for _round in 0..5 {
+            let containers = self.own_containers(&project.name).await?;
+            if containers.is_empty() {
+                break;
+            }
+            let stops = containers.iter().map(|c| async move {
+                let name = c.names.clone().unwrap_or_default().first().cloned().unwrap_or_default().trim_start_matches('/').to_string();
+                self.stop_and_remove(c.id.as_deref().unwrap_or_default()).await.map(|_| name)
+            });
+            for name in futures::future::try_join_all(stops).await? {
+                let entry = format!("container {name}");
+                if !removed.contains(&entry) {
+                    printer.status("Removed", &entry);
+                    removed.push(entry);
+                }
+            }
         }
         let network = Self::network_name(project);
         if let Ok(info) = self.docker.inspect_network(&network, None::<bollard::query_parameters::InspectNetworkOptions>).await {

@@ -231,8 +231,12 @@ impl Supervisor {
             });
         }
         let child = command.spawn().map_err(|e| io_error(&format!("cannot start {}", exe.display()), e))?;
-        // The child has its own copy now; ours closes here.
-        drop(lock);
+        // Dropping the lock would unlock it (nix's Flock unlocks on drop),
+        // and the lock belongs to the open file description the child
+        // shares: the child would lose it. Forgetting leaves our descriptor
+        // open until this short-lived process exits, which keeps nothing
+        // alive that the child does not.
+        std::mem::forget(lock);
         Ok(child)
     }
 

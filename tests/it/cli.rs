@@ -58,7 +58,6 @@ fn every_command_and_argument_has_help_text() {
 fn later_commands_say_not_implemented_and_exit_2() {
     let kart = Kart::new();
     for args in [
-        vec!["platform", "start"],
         vec!["doctor"],
         vec!["tail", "products"],
         vec!["watch"],

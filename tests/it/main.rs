@@ -12,6 +12,7 @@ mod db;
 mod flink;
 mod inventory;
 mod orders;
+mod platform;
 mod products;
 mod streams;
 mod topics;
