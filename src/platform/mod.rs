@@ -466,7 +466,11 @@ pub async fn stop(ctx: &Context, volumes: bool) -> Result<StopReport> {
     if tansu_running || removed.iter().any(|r| r.starts_with("native")) {
         backend.get_or_insert_with(|| "native".into());
     }
-    remove_record(ctx);
+    // The record stays (status then says "stopped" for the backend that ran
+    // them) unless the data is gone too.
+    if volumes {
+        remove_record(ctx);
+    }
     Ok(StopReport { backend, removed })
 }
 
