@@ -61,8 +61,6 @@ fn later_commands_say_not_implemented_and_exit_2() {
         vec!["platform", "start"],
         vec!["doctor"],
         vec!["job", "deploy", "--jar", "job.jar", "--class", "Main"],
-        vec!["tail", "products"],
-        vec!["watch"],
         vec!["demo", "--ci"],
     ] {
         let run = kart.run(&args);

@@ -12,4 +12,5 @@ mod inventory;
 mod orders;
 mod products;
 mod streams;
+mod tail;
 mod topics;
