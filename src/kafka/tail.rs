@@ -426,10 +426,19 @@ impl Streams {
     /// Asks the threads to stop; with a group, waits (bounded) for their
     /// final commit.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if self.handled.is_some() {
+        let Streams {
+            events,
+            stop,
+            threads,
+            handled,
+            ..
+        } = self;
+        stop.store(true, Ordering::SeqCst);
+        // A reader blocked on a full channel wakes up when it is gone.
+        drop(events);
+        if handled.is_some() {
             let deadline = Instant::now() + Duration::from_secs(5);
-            for thread in self.threads {
+            for thread in threads {
                 while !thread.is_finished() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }

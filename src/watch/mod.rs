@@ -215,7 +215,7 @@ fn watch_live(
         let due = last_draw.elapsed() >= Duration::from_secs(1)
             || (dirty && last_draw.elapsed() >= Duration::from_millis(50));
         if due {
-            let (width, height) = terminal::size().unwrap_or((100, 30));
+            let (width, height) = screen_size();
             let frame = if caught_up >= 3 {
                 board.render(width as usize, height as usize, now_ms(), &paint)
             } else {
@@ -224,6 +224,24 @@ fn watch_live(
             screen.draw(&frame)?;
             last_draw = Instant::now();
             dirty = false;
+        }
+    }
+}
+
+/// The terminal's size; a pseudo-terminal nobody sized (`script`, some CI
+/// runners) says 0×0, then COLUMNS and LINES or 100×30 stand in.
+fn screen_size() -> (u16, u16) {
+    match terminal::size() {
+        Ok((width, height)) if width > 0 && height > 0 => (width, height),
+        _ => {
+            let env = |name: &str, default: u16| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|v| *v > 0)
+                    .unwrap_or(default)
+            };
+            (env("COLUMNS", 100), env("LINES", 30))
         }
     }
 }
