@@ -34,7 +34,11 @@ pub struct Alert {
     pub alert_type: String,
     pub severity: String,
     pub message: String,
+    /// The alert's own `timestamp` (when the job built it).
     pub at: i64,
+    /// The record's timestamp: what orders it against events and products,
+    /// which are stamped by the same clock.
+    record_at: i64,
 }
 
 /// One product as the three topics describe it.
@@ -83,7 +87,9 @@ impl Row {
 
     /// The alert, unless a later event raised the stock since.
     pub fn current_alert(&self) -> Option<&Alert> {
-        self.alert.as_ref().filter(|a| a.at >= self.raised_at)
+        self.alert
+            .as_ref()
+            .filter(|a| a.record_at >= self.raised_at)
     }
 
     /// The row as one JSON object (`watch -o json`).
@@ -162,6 +168,9 @@ struct AlertFields {
 pub struct Board {
     rows: BTreeMap<String, Row>,
     seq: u64,
+    /// The arrival count when the history was read: rows changed after it
+    /// are live changes, shown first.
+    baseline: u64,
     /// Records that were neither products, events nor alerts.
     pub skipped: u64,
 }
@@ -169,6 +178,12 @@ pub struct Board {
 impl Board {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Marks the end of the history (every topic read to its end once):
+    /// from now on a changed row moves to the top.
+    pub fn mark_caught_up(&mut self) {
+        self.baseline = self.seq;
     }
 
     pub fn row(&self, product_id: &str) -> Option<&Row> {
@@ -238,7 +253,13 @@ impl Board {
                     self.skipped += 1;
                     return Vec::new();
                 }
-                let at = event.timestamp.filter(|t| *t > 0).unwrap_or(record_time);
+                // Ordered by the record's timestamp, like product records:
+                // the job stamps both from one clock, the product record
+                // first, while the event's own `timestamp` is taken a little
+                // earlier, when the event is built; that one is what "when"
+                // shows.
+                let shown_at = event.timestamp.filter(|t| *t > 0).unwrap_or(record_time);
+                let at = record_time;
                 let row = self
                     .rows
                     .entry(event.product_id.clone())
@@ -262,12 +283,12 @@ impl Board {
                         row.raised_at = row.raised_at.max(at);
                     }
                 }
-                if row.last_event_at.is_none_or(|last| at >= last) {
+                if row.last_event_at.is_none_or(|last| shown_at >= last) {
                     row.last_event = Some(event.event_type);
-                    row.last_event_at = Some(at);
+                    row.last_event_at = Some(shown_at);
                 }
                 if *row != before {
-                    row.changed_at = row.changed_at.max(at);
+                    row.changed_at = row.changed_at.max(record_time);
                     row.seq = seq;
                     return vec![event.product_id];
                 }
@@ -283,7 +304,11 @@ impl Board {
                     .rows
                     .entry(alert.product_id.clone())
                     .or_insert_with(|| Row::new(&alert.product_id));
-                if row.alert.as_ref().is_some_and(|a| a.at > at) {
+                if row
+                    .alert
+                    .as_ref()
+                    .is_some_and(|a| a.record_at > record_time)
+                {
                     return Vec::new();
                 }
                 row.alert = Some(Alert {
@@ -291,8 +316,9 @@ impl Board {
                     severity: alert.severity,
                     message: alert.message,
                     at,
+                    record_at: record_time,
                 });
-                row.changed_at = row.changed_at.max(at);
+                row.changed_at = row.changed_at.max(record_time);
                 row.seq = seq;
                 vec![alert.product_id]
             }
@@ -303,15 +329,20 @@ impl Board {
         }
     }
 
-    /// Rows in display order: the most recently changed first, so a change
-    /// moves its row to the top where it is seen; ties by id.
+    /// Rows in display order: rows changed since the history was read
+    /// first, the latest change on top, so a change is seen where the eye
+    /// is; then the rest by id, a stable order to look things up in.
     pub fn ordered(&self) -> Vec<&Row> {
         let mut rows: Vec<&Row> = self.rows.values().collect();
+        let live = |row: &Row| row.seq > self.baseline;
         rows.sort_by(|a, b| {
-            b.changed_at
-                .cmp(&a.changed_at)
-                .then(b.seq.cmp(&a.seq))
-                .then(a.product_id.cmp(&b.product_id))
+            live(b).cmp(&live(a)).then_with(|| {
+                if live(a) {
+                    b.seq.cmp(&a.seq)
+                } else {
+                    a.product_id.cmp(&b.product_id)
+                }
+            })
         });
         rows
     }
@@ -656,6 +687,35 @@ mod tests {
         );
         // Newest first.
         assert!(frame[2].starts_with("PROD_0016"), "{frame:#?}");
+    }
+
+    #[test]
+    fn after_the_history_only_live_changes_move_to_the_top() {
+        let mut board = Board::new();
+        for i in [3, 1, 2] {
+            board.apply(&rec(
+                PRODUCTS_TOPIC,
+                i,
+                T0 + i,
+                &product(&format!("PROD_{i:04}"), "P", 20, 9.99),
+            ));
+        }
+        board.mark_caught_up();
+        let ids = |board: &Board| {
+            board
+                .ordered()
+                .iter()
+                .map(|r| r.product_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&board), ["PROD_0001", "PROD_0002", "PROD_0003"]);
+        board.apply(&rec(
+            EVENTS_TOPIC,
+            0,
+            T0 + 10,
+            &event("PROD_0002", "INVENTORY_DECREASED", 20, 19, T0 + 10),
+        ));
+        assert_eq!(ids(&board), ["PROD_0002", "PROD_0001", "PROD_0003"]);
     }
 
     #[test]

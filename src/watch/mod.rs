@@ -110,7 +110,12 @@ fn drain(
                     }
                 }
             }
-            Event::CaughtUp(_) => *caught_up += 1,
+            Event::CaughtUp(_) => {
+                *caught_up += 1;
+                if *caught_up == 3 {
+                    board.mark_caught_up();
+                }
+            }
             Event::Finished(_) => {}
             Event::Failed(error) => return Err(error),
         }
