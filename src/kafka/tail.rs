@@ -410,6 +410,9 @@ pub struct StreamOptions {
     pub client_id: String,
 }
 
+/// With a group: the next offset to commit per topic and partition.
+pub type Handled = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
 /// Reading threads, one per topic, and the channel they report to.
 pub struct Streams {
     pub events: Receiver<Event>,
@@ -417,7 +420,7 @@ pub struct Streams {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// With a group: the next offset to commit per topic and partition,
     /// written by the loop once records are handled.
-    pub handled: Option<Arc<Mutex<HashMap<(String, i32), i64>>>>,
+    pub handled: Option<Handled>,
     /// What `--from end`/`-N` resolved to, for the status line.
     pub summary: Vec<String>,
 }
@@ -708,7 +711,7 @@ struct TopicReader {
     printer: Printer,
     plans: Vec<PartitionPlan>,
     until_end: bool,
-    handled: Option<Arc<Mutex<HashMap<(String, i32), i64>>>>,
+    handled: Option<Handled>,
 }
 
 /// A partition's progress while reading.

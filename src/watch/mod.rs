@@ -278,7 +278,7 @@ impl Screen {
                 terminal::Clear(terminal::ClearType::UntilNewLine)
             )
             .map_err(term_error)?;
-            out.write_all(line.as_bytes()).map_err(|e| term_error(e))?;
+            out.write_all(line.as_bytes()).map_err(term_error)?;
         }
         queue!(
             out,
