@@ -463,33 +463,33 @@ pub enum TailFormat {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// Topics to read
+    /// Topics to read (several at once)
     #[arg(required = true)]
     pub topics: Vec<String>,
-    /// Start: end | beginning | -N (last N per partition) | @RFC3339 time | -DURATION
-    #[arg(long, default_value = "end", allow_hyphen_values = true, value_name = "POS")]
-    pub from: String,
-    /// Stop at the end offsets seen at start
+    /// Start: end (default) | beginning | -N (last N per partition) | @2026-11-21T10:00:00Z | -5m
+    #[arg(long, allow_hyphen_values = true, value_name = "POS")]
+    pub from: Option<String>,
+    /// Stop (exit 0) at the end offsets seen at start
     #[arg(long)]
     pub until_end: bool,
-    /// Print only records for which this jq expression is true
+    /// Print only records for which this jq expression is true (e.g. '.value.productId == "PROD_0001"')
     #[arg(long, value_name = "JQ")]
     pub filter: Option<String>,
-    /// Stop (exit 0) at the first record for which this jq expression is true
+    /// Stop (exit 0) after the first record for which this jq expression is true
     #[arg(long, value_name = "JQ")]
     pub until: Option<String>,
-    /// Stop after N printed records
+    /// Stop (exit 0) after N printed records
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,
-    /// Overall time limit (exit 1 when reached first)
+    /// Overall time limit; reaching it exits 1
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
-    /// Consumer group (default: none, nothing committed)
+    /// Read as this consumer group and commit what was read (default: no group, nothing committed; without --from, resume from the group's offsets)
     #[arg(long, value_name = "G")]
     pub group: Option<String>,
-    /// Record format
-    #[arg(long, value_enum, default_value_t = TailFormat::Pretty)]
-    pub format: TailFormat,
+    /// Record format [default: pretty, json with -o json]
+    #[arg(long, value_enum)]
+    pub format: Option<TailFormat>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod printer;
 pub mod products;
 pub mod supervise;
+pub mod watch;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;

@@ -84,6 +84,22 @@ impl Printer {
         self.stdout_line(text)
     }
 
+    /// Writes bytes to stdout as they are (the caller ends its lines):
+    /// streaming commands hand over many lines in one write.
+    pub fn out_bytes(&self, bytes: &[u8]) -> Result<()> {
+        let mut out = io::stdout().lock();
+        match out.write_all(bytes).and_then(|_| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(KartError::user(BROKEN_PIPE, "stdout closed")),
+            Err(e) => Err(KartError::infra("io", format!("cannot write to stdout: {e}"))),
+        }
+    }
+
+    /// Whether stdout gets colour (a terminal, colour allowed).
+    pub fn colors_stdout(&self) -> bool {
+        self.color_out
+    }
+
     fn stdout_line(&self, text: &str) -> Result<()> {
         let mut out = io::stdout().lock();
         let written = out.write_all(text.as_bytes()).and_then(|_| out.write_all(b"\n"));
@@ -194,6 +210,14 @@ impl Printer {
             Tone::Bad => Style::new().red().bold(),
             Tone::Dim => Style::new().dim(),
             Tone::Strong => Style::new().bold(),
+            Tone::Info => Style::new().cyan(),
+            Tone::Topic(n) => match n % 5 {
+                0 => Style::new().blue(),
+                1 => Style::new().magenta(),
+                2 => Style::new().cyan(),
+                3 => Style::new().green(),
+                _ => Style::new().yellow(),
+            },
         };
         style.apply_to(text).to_string()
     }
@@ -206,6 +230,10 @@ pub enum Tone {
     Bad,
     Dim,
     Strong,
+    /// Neutral news (an added product, an INFO alert).
+    Info,
+    /// One colour per topic of a multi-topic tail.
+    Topic(usize),
 }
 
 fn eprintln_safe(text: &str) {

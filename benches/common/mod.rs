@@ -17,7 +17,11 @@ pub fn requested() -> bool {
 }
 
 /// kart with a clean environment, `env` and its own project directory.
-pub fn kart<V: AsRef<std::ffi::OsStr>>(project: &Path, env: &[(&str, V)], args: &[&str]) -> Command {
+pub fn kart<V: AsRef<std::ffi::OsStr>>(
+    project: &Path,
+    env: &[(&str, V)],
+    args: &[&str],
+) -> Command {
     let mut cmd = Command::new(KART);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -39,7 +43,11 @@ pub fn time(mut cmd: Command) -> Duration {
     let started = Instant::now();
     let out = cmd.output().expect("run kart");
     let elapsed = started.elapsed();
-    assert!(out.status.success(), "kart failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     elapsed
 }
 
@@ -49,15 +57,25 @@ pub fn tansu_bin() -> PathBuf {
         .ok()
         .map(PathBuf::from)
         .into_iter()
-        .chain(std::env::var("PATH").unwrap_or_default().split(':').map(|d| PathBuf::from(d).join("tansu")))
-        .chain(std::iter::once(PathBuf::from(home).join(".cargo/bin/tansu")))
+        .chain(
+            std::env::var("PATH")
+                .unwrap_or_default()
+                .split(':')
+                .map(|d| PathBuf::from(d).join("tansu")),
+        )
+        .chain(std::iter::once(
+            PathBuf::from(home).join(".cargo/bin/tansu"),
+        ))
         .find(|p| p.is_file())
         .expect("tansu is not installed: run `scripts/services.sh ensure-tansu`")
 }
 
 /// A tansu with `memory://` storage named `name` on a free port.
 pub fn start_tansu(name: &str) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
     let child = Command::new(tansu_bin())
         .args([
             "broker",

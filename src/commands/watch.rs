@@ -1,8 +1,10 @@
-//! `kart watch`: built by a later milestone (see the README's roadmap).
+//! `kart watch`: the live product table (`crate::watch`).
 
 use crate::context::Context;
-use crate::exit::{KartError, Result};
+use crate::exit::Result;
 
-pub async fn run(_ctx: &Context) -> Result<()> {
-    Err(KartError::not_implemented("watch"))
+pub async fn run(ctx: &Context) -> Result<()> {
+    let kafka = ctx.kafka()?;
+    let fetch_wait = ctx.settings.duration("KART_FETCH_WAIT")?;
+    crate::watch::run(&kafka, &ctx.printer, &ctx.shutdown, fetch_wait).await
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod producer;
 pub mod reader;
+pub mod tail;
 pub mod topics;
 
 use std::sync::{Arc, Mutex};

@@ -59,8 +59,6 @@ fn later_commands_say_not_implemented_and_exit_2() {
     let kart = Kart::new();
     for args in [
         vec!["doctor"],
-        vec!["tail", "products"],
-        vec!["watch"],
         vec!["demo", "--ci"],
     ] {
         let run = kart.run(&args);

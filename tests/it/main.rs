@@ -15,4 +15,5 @@ mod orders;
 mod platform;
 mod products;
 mod streams;
+mod tail;
 mod topics;
