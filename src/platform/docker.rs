@@ -339,7 +339,11 @@ impl Engine {
             if health == HealthStatusEnum::UNHEALTHY {
                 return Err(self.failure(service, "turned unhealthy (its healthcheck failed)").await);
             }
-            let healthy = service.healthcheck.is_none() || health == HealthStatusEnum::HEALTHY;
+            // kart's own probe (Kafka metadata, SELECT 1, HTTP, TCP) is
+            // stronger evidence than the container's healthcheck and answers
+            // up to one healthcheck interval sooner; the healthcheck decides
+            // only where kart has nothing to probe. Unhealthy fails either way.
+            let healthy = service.healthcheck.is_none() || health == HealthStatusEnum::HEALTHY || probe != Probe::Container;
             if service.one_shot {
                 set_waiting(waiting, &service.name, "one-shot still running");
             } else if !healthy {
@@ -368,7 +372,7 @@ impl Engine {
                 printer.status("Waiting", &format!("for {} ({why})", service.name));
                 last_note = Instant::now();
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
