@@ -11,7 +11,7 @@ use crate::cli::{EmbeddedJob, JobCommand, JobDeployArgs, JobListArgs, JobLogsArg
 use crate::context::{duration_flag, Context};
 use crate::exit::{KartError, Result};
 use crate::jobs::embedded::{self, DeployOptions, Deployed, JobSpec, JobView, EMBEDDED_JOBS};
-use crate::jobs::flink::{self, FlinkClient, FlinkState, JobOverview, JobRecord, LocalJar};
+use crate::jobs::flink::{self, FlinkClient, FlinkState, JobOverview, JobRecord, LocalJar, DOUBLE_DEDUCTION};
 use crate::jobs::inventory;
 use crate::printer::{Table, Tone};
 use crate::supervise::{now_ms, Liveness, StopOutcome, Supervisor};
@@ -43,8 +43,6 @@ fn embedded_inventory_runs(ctx: &Context) -> bool {
     let supervisor = Supervisor::new(&ctx.project_dir);
     matches!(supervisor.liveness(inventory::JOB_NAME), Ok(Liveness::Running(_)))
 }
-
-const DOUBLE_DEDUCTION: &str = "two inventory jobs on the same topics deduct every order twice";
 
 async fn deploy(args: JobDeployArgs, ctx: &Context) -> Result<()> {
     let job = match args.job {

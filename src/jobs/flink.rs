@@ -25,6 +25,10 @@ use crate::supervise::{now_ms, write_json_atomically};
 /// The job name the workshop's own inventory job passes to `execute(…)`.
 pub const WORKSHOP_INVENTORY_JOB: &str = "Inventory Management Job WITH ORDER DEDUCTION";
 
+/// Why the workshop's Flink inventory job and kart's embedded one must not
+/// run together (said by `job deploy` and `doctor`).
+pub const DOUBLE_DEDUCTION: &str = "two inventory jobs on the same topics deduct every order twice";
+
 /// How often kart looks at a job while waiting for it.
 const POLL: Duration = Duration::from_millis(250);
 

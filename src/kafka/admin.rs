@@ -81,19 +81,31 @@ impl Admin {
         AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout))
     }
 
-    /// Every topic the broker reports, sorted by name.
-    pub async fn topics(&self) -> Result<Vec<TopicInfo>> {
+    async fn metadata(&self) -> Result<rdkafka::metadata::Metadata> {
         let probe = Arc::clone(&*self.probe);
         let context = self.context.clone();
         let settings = self.settings.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             wait_until_reachable(&settings, &context, |slice| {
                 probe.poll(Duration::ZERO); // delivers error callbacks
                 probe.client().fetch_metadata(None, slice)
             })
         })
         .await
-        .map_err(|e| KartError::infra("internal", format!("metadata task failed: {e}")))??;
+        .map_err(|e| KartError::infra("internal", format!("metadata task failed: {e}")))?
+    }
+
+    /// The brokers as the cluster advertises them: (id, host, port). Clients
+    /// connect to these addresses after bootstrapping, so each must be
+    /// reachable from this machine (`kart doctor` checks).
+    pub async fn brokers(&self) -> Result<Vec<(i32, String, i32)>> {
+        let metadata = self.metadata().await?;
+        Ok(metadata.brokers().iter().map(|b| (b.id(), b.host().to_string(), b.port())).collect())
+    }
+
+    /// Every topic the broker reports, sorted by name.
+    pub async fn topics(&self) -> Result<Vec<TopicInfo>> {
+        let metadata = self.metadata().await?;
         let mut topics: Vec<TopicInfo> = metadata
             .topics()
             .iter()

@@ -397,21 +397,31 @@ impl Engine {
         .with_hint(format!("see `kart platform logs {}`; fix the cause, then `kart platform start` again", service.name))
     }
 
+    /// The running container that publishes `port`, if any: its name and
+    /// the kart or compose project it belongs to.
+    pub async fn port_holder(&self, port: u16) -> Option<(String, Option<String>)> {
+        let options = ListContainersOptions { all: false, ..Default::default() };
+        let containers = self.docker.list_containers(Some(options)).await.ok()?;
+        containers.into_iter().find(|c| c.ports.iter().flatten().any(|p| p.public_port == Some(port))).map(|c| {
+            let name = c.names.unwrap_or_default().first().cloned().unwrap_or_default().trim_start_matches('/').to_string();
+            let labels = c.labels.unwrap_or_default();
+            (name, labels.get(LABEL_KART_PROJECT).or(labels.get(LABEL_PROJECT)).cloned())
+        })
+    }
+
+    /// How to free a port a container holds.
+    pub fn container_port_fix(name: &str, project: Option<&str>) -> String {
+        match project {
+            Some(other) => format!("stop that stack (`docker compose -p {other} down`, or `kart platform stop` in its project) or `docker stop {name}`"),
+            None => format!("`docker stop {name}`"),
+        }
+    }
+
     async fn port_problem(&self, service: &str, port: u16) -> String {
         // Another container publishing it: name it, it is the usual case.
-        let options = ListContainersOptions { all: false, ..Default::default() };
-        if let Ok(containers) = self.docker.list_containers(Some(options)).await {
-            for c in containers {
-                if c.ports.unwrap_or_default().iter().any(|p| p.public_port == Some(port)) {
-                    let name = c.names.unwrap_or_default().first().cloned().unwrap_or_default().trim_start_matches('/').to_string();
-                    let labels = c.labels.unwrap_or_default();
-                    let fix = match labels.get(LABEL_KART_PROJECT).or(labels.get(LABEL_PROJECT)) {
-                        Some(other) => format!("stop that stack (`docker compose -p {other} down`, or `kart platform stop` in its project) or `docker stop {name}`"),
-                        None => format!("`docker stop {name}`"),
-                    };
-                    return format!("port {port} (service {service}) is held by container {name}: {fix}");
-                }
-            }
+        if let Some((name, project)) = self.port_holder(port).await {
+            let fix = Self::container_port_fix(&name, project.as_deref());
+            return format!("port {port} (service {service}) is held by container {name}: {fix}");
         }
         match ports::process_holding(port) {
             Some((pid, name)) => format!("port {port} (service {service}) is held by process {name} (pid {pid}): stop it, or move kart's ports with KART_PORT_OFFSET"),

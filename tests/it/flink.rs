@@ -679,9 +679,20 @@ fn flink_job_list_json_schema() {
     kart.run(&["job", "stop", &name]).ok();
 }
 
+/// Tests that run a job under the workshop's name take turns: each expects
+/// the only such job on the shared cluster to be its own.
+fn workshop_name_turn() -> nix::fcntl::Flock<std::fs::File> {
+    let path = std::env::temp_dir().join("kart-flink-workshop-name.lock");
+    let file = std::fs::File::create(path).expect("lock file");
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock")
+}
+
 #[test]
 fn flink_workshop_inventory_job_blocks_the_embedded_one_unless_forced() {
     require_cluster();
+    let _turn = workshop_name_turn();
     let kart = kart().env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1");
     let jar = test_jar().display().to_string();
     let name = unique("kart-workshop-inventory");
@@ -771,4 +782,74 @@ fn flink_inventory_jar_warns_while_the_embedded_inventory_job_runs() {
     );
     kart.run(&["job", "stop", &name]).ok();
     kart.run(&["job", "stop", &other]).ok();
+}
+
+#[test]
+fn flink_doctor_fails_while_the_workshop_job_runs_beside_the_embedded_one() {
+    require_cluster();
+    let _turn = workshop_name_turn();
+    let kart = kart()
+        .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .env("POSTGRES_PORT", "1");
+    let name = unique("kart-doctor-workshop");
+    let _cleanup = Cleanup(vec![WORKSHOP_INVENTORY_JOB.to_string()]);
+    // A sleeper that calls itself what the workshop's job does.
+    let jar = test_jar().display().to_string();
+    kart.run(&[
+        "job",
+        "deploy",
+        "--jar",
+        &jar,
+        "--class",
+        SLEEPER,
+        "--name",
+        &name,
+        "--arg",
+        "--job-name",
+        "--arg",
+        WORKSHOP_INVENTORY_JOB,
+    ])
+    .ok();
+    let flink_check = |run: &crate::support::Run| -> Value {
+        run.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "flink-inventory")
+            .cloned()
+            .unwrap_or_else(|| panic!("no flink-inventory check: {}", run.stdout))
+    };
+    // The Flink job alone is fine.
+    let alone = kart.run(&["-o", "json", "--connect-timeout", "2s", "doctor"]);
+    let check = flink_check(&alone);
+    assert_eq!(check["status"], "ok", "{check:#}");
+    // With the embedded job running too (its lock held here), every order
+    // would be deducted twice.
+    let supervisor = kart::supervise::Supervisor::new(kart.dir());
+    let lock = supervisor.try_lock("inventory").unwrap().expect("lock");
+    let both = kart.run(&["-o", "json", "--connect-timeout", "2s", "doctor"]);
+    both.code(1);
+    let check = flink_check(&both);
+    assert_eq!(check["status"], "fail", "{check:#}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains(WORKSHOP_INVENTORY_JOB)
+            && check["message"]
+                .as_str()
+                .unwrap()
+                .contains("deduct every order twice"),
+        "{check:#}"
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("kart job stop inventory"),
+        "{check:#}"
+    );
+    drop(lock);
+    kart.run(&["job", "stop", &name]).ok();
+    assert!(active_jobs_named(WORKSHOP_INVENTORY_JOB).is_empty());
 }
