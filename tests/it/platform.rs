@@ -131,9 +131,18 @@ fn docker_start_initialises_converges_and_stop_keeps_data_until_volumes() {
     assert!(first["init"]["topics"].as_array().unwrap().iter().any(|t| t["name"] == "order-events"), "{first}");
     assert_eq!(stack.query("SELECT count(*) FROM products")[0].get::<_, i64>(0), 16);
 
-    let status = kart.run(&["-o", "json", "platform", "status"]);
-    status.ok();
-    let status = status.json();
+    // kart's own SELECT 1 answers before the container's healthcheck has
+    // run once; the engine reports healthy within an interval (1s) after.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let run = kart.run(&["-o", "json", "platform", "status"]);
+        run.ok();
+        let status = run.json();
+        if service(&status, "postgres")["health"] == "healthy" || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     for name in ["broker", "postgres"] {
         let row = service(&status, name);
         assert_eq!(row["state"], "running", "{row}");
