@@ -24,6 +24,10 @@ pub struct Context {
     pub assume_yes: bool,
     /// Cancelled on Ctrl-C or SIGTERM; long operations watch it.
     pub shutdown: CancellationToken,
+    /// The global flags that rebuild this configuration in a kart process
+    /// started by this one (a background job): mode, env files, deadline,
+    /// verbosity and colour. The project directory goes by environment.
+    pub child_args: Vec<String>,
 }
 
 impl Context {
@@ -62,7 +66,8 @@ impl Context {
         for file in &settings.files_read {
             printer.debug(&format!("read {}", file.display()));
         }
-        Ok(Context { mode: global.mode, project_dir, settings, printer, connect_timeout, assume_yes: global.yes, shutdown })
+        let child_args = child_args(global, &cwd);
+        Ok(Context { mode: global.mode, project_dir, settings, printer, connect_timeout, assume_yes: global.yes, shutdown, child_args })
     }
 
     pub fn kafka(&self) -> Result<KafkaSettings> {
@@ -108,6 +113,26 @@ impl Context {
 
 /// The nearest directory, from `start` upwards, that holds `compose-local.yml`
 /// or `.kart/`; else `start` itself.
+/// Global flags for a kart child process; relative env files are made
+/// absolute so the child may run from any directory.
+fn child_args(global: &GlobalArgs, cwd: &Path) -> Vec<String> {
+    let mut args = vec!["--mode".to_string(), global.mode.as_str().to_string()];
+    for file in &global.env_files {
+        args.push("--env-file".into());
+        args.push(cwd.join(file).display().to_string());
+    }
+    if let Some(timeout) = &global.connect_timeout {
+        args.push("--connect-timeout".into());
+        args.push(timeout.clone());
+    }
+    for (set, flag) in [(global.verbose, "--verbose"), (global.no_color, "--no-color")] {
+        if set {
+            args.push(flag.into());
+        }
+    }
+    args
+}
+
 pub fn discover_project_dir(start: &Path) -> PathBuf {
     start
         .ancestors()

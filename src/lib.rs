@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod demo;
 pub mod doctor;
 pub mod exit;
 pub mod inventory;

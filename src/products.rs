@@ -70,7 +70,7 @@ pub async fn load(kafka: &KafkaSettings, printer: &Printer, products: &[Product]
 fn record_of(product: &Product) -> Result<OutRecord> {
     let value = serde_json::to_vec(product)
         .map_err(|e| KartError::infra("internal", format!("cannot encode {}: {e}", product.product_id)))?;
-    Ok(OutRecord { key: Some(product.product_id.clone()), value })
+    Ok(OutRecord::keyed(product.product_id.clone(), value))
 }
 
 // ---- current state ---------------------------------------------------------

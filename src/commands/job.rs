@@ -50,7 +50,7 @@ async fn deploy(args: JobDeployArgs, ctx: &Context) -> Result<()> {
         None => return deploy_jar(args, ctx).await,
     };
     if job == EmbeddedJob::Inventory && !args.force && !args.supervised {
-        refuse_beside_flink_inventory(ctx, args.flink_url.as_deref()).await?;
+        embedded::refuse_beside_flink_inventory(ctx, args.flink_url.as_deref()).await?;
     }
     let spec = JobSpec::resolve(job, ctx)?;
     let options = DeployOptions {
@@ -91,30 +91,6 @@ async fn deploy(args: JobDeployArgs, ctx: &Context) -> Result<()> {
             let verb = if report.replaced { "restarted" } else { "started" };
             ctx.printer.out(&format!("{} {verb} (pid {}); log: {}", report.name, report.pid, report.log.display()))?;
             ctx.printer.status("Next", &format!("`kart job status {}` shows its metrics; `kart job stop {}` stops it", report.name, report.name));
-            Ok(())
-        }
-    }
-}
-
-/// `job deploy inventory` refuses while the workshop's Flink inventory job
-/// runs on the configured JobManager. A JobManager that cannot be asked is
-/// no reason to refuse: most students never start one.
-async fn refuse_beside_flink_inventory(ctx: &Context, flag: Option<&str>) -> Result<()> {
-    let url = match flag {
-        Some(url) => url.to_string(),
-        None => ctx.settings.get("KART_FLINK_URL")?.to_string(),
-    };
-    // Short: this check must not slow down every deploy when nothing listens.
-    let within = ctx.connect_timeout.min(Duration::from_secs(3));
-    match flink::workshop_inventory_running(&url, within).await {
-        Ok(Some(job)) => Err(KartError::user(
-            "flink-inventory-running",
-            format!("the workshop's Flink inventory job \"{}\" (job {}) is running on {url}: {DOUBLE_DEDUCTION}", job.name, job.jid),
-        )
-        .with_hint(format!("stop it first (`kart job stop {}`), or pass --force to run both anyway", job.jid))),
-        Ok(None) => Ok(()),
-        Err(why) => {
-            ctx.printer.debug(&format!("did not check for the workshop's Flink inventory job: {why}"));
             Ok(())
         }
     }

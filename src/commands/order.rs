@@ -13,7 +13,7 @@ use crate::context::{duration_flag, Context};
 use crate::exit::{KartError, Result};
 use crate::inventory::model::{OrderOutcome, Outcome};
 use crate::jobs::inventory::JOB_NAME as INVENTORY_JOB;
-use crate::orders::outcomes::OutcomeWatch;
+use crate::orders::outcomes::{self, OutcomeWatch};
 use crate::orders::{self, parse_lines, Line, Placed};
 use crate::supervise::{Liveness, Supervisor};
 
@@ -71,7 +71,7 @@ async fn place(args: OrderPlaceArgs, ctx: &Context) -> Result<()> {
     let mut failure = None;
     if let Some(watch) = watch {
         let expected: Vec<(String, String)> = placed.lines.iter().map(|l| (placed.order_id.clone(), l.product_id.clone())).collect();
-        let (found, missing) = wait_for(watch, expected, wait_timeout, ctx).await?;
+        let (found, missing) = outcomes::collect(Arc::new(watch), expected, wait_timeout, &ctx.shutdown).await?;
         for line in &placed.lines {
             if let Some(outcome) = found.iter().find(|o| o.product_id == line.product_id) {
                 if !ctx.printer.is_json() {
@@ -127,43 +127,6 @@ fn outcome_line(outcome: &OrderOutcome) -> String {
             },
             outcome.reason.as_deref().unwrap_or("")
         ),
-    }
-}
-
-/// Collects the outcomes of `expected` lines; returns them and the lines
-/// still missing at the deadline.
-async fn wait_for(
-    watch: OutcomeWatch,
-    expected: Vec<(String, String)>,
-    timeout: Duration,
-    ctx: &Context,
-) -> Result<(Vec<OrderOutcome>, Vec<(String, String)>)> {
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
-    let work = blocking(move || {
-        let deadline = Instant::now() + timeout;
-        let mut missing = expected;
-        let mut found = Vec::new();
-        while !missing.is_empty() && !flag.load(Ordering::Relaxed) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            if let Some(outcome) = watch.next(left.min(Duration::from_millis(200)))? {
-                if let Some(i) = missing.iter().position(|(o, p)| *o == outcome.order_id && *p == outcome.product_id) {
-                    missing.remove(i);
-                    found.push(outcome);
-                }
-            }
-        }
-        Ok((found, missing))
-    });
-    tokio::select! {
-        result = work => result,
-        _ = ctx.shutdown.cancelled() => {
-            cancelled.store(true, Ordering::Relaxed);
-            Err(KartError::interrupted())
-        }
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::catalog;
 use crate::cli::{Backend, PlatformCommand, PlatformStartArgs, PullPolicy};
 use crate::config::{is_secret, Mode};
 use crate::context::{duration_flag, Context};
@@ -16,7 +15,7 @@ use crate::db::schema;
 use crate::exit::{KartError, Result};
 use crate::jobs::embedded::{self, EMBEDDED_JOBS};
 use crate::kafka::admin::Admin;
-use crate::kafka::topics::{self, CreateRequest, DEFAULT_TOPICS};
+use crate::kafka::topics::{self, DEFAULT_TOPICS};
 use crate::platform::{self, StartOptions};
 use crate::printer::{OutputFormat, Table, Tone};
 use crate::supervise::{StopOutcome, Supervisor};
@@ -62,7 +61,7 @@ async fn start(args: PlatformStartArgs, ctx: &Context) -> Result<()> {
     let options = options(&args)?;
     let report = platform::start(ctx, &options).await?;
     let runs_something = !report.services.is_empty() || ctx.mode == Mode::Remote;
-    let init = if args.no_init || !runs_something { None } else { Some(ctx.interruptible(init(ctx)).await?) };
+    let init = if args.no_init || !runs_something { None } else { Some(ctx.interruptible(platform::initialise(ctx)).await?) };
     let p = &ctx.printer;
     if p.is_json() {
         let mut value = serde_json::to_value(&report).map_err(|e| KartError::infra("internal", e.to_string()))?;
@@ -86,26 +85,6 @@ async fn start(args: PlatformStartArgs, ctx: &Context) -> Result<()> {
         if init.is_some() { "; topics and database initialised" } else { "" }
     ))?;
     p.out("next: `kart platform status` for URLs, `kart job deploy inventory` to start the inventory processor")
-}
-
-/// `topics create` + `db up` (remote: no create-db), returning their reports.
-async fn init(ctx: &Context) -> Result<Value> {
-    let p = &ctx.printer;
-    let kafka = ctx.kafka()?;
-    let admin = Admin::connect(&kafka, p).await?;
-    let request = CreateRequest { names: Vec::new(), partitions: None, replication_factor: None, configs: Vec::new(), local: ctx.mode == Mode::Local };
-    let (outcomes, failure) = topics::create(&admin, &request).await?;
-    if let Some(failure) = failure {
-        return Err(failure);
-    }
-    let created = outcomes.iter().filter(|o| o.status == "created").count();
-    p.status("Topics", &format!("{created} created, {} existed", outcomes.len() - created));
-    let pg = ctx.postgres()?;
-    let (products, _) = catalog::configured(&ctx.settings)?;
-    let created_db = if ctx.mode == Mode::Local { Some(schema::create_db(&pg).await?.created) } else { None };
-    let init = schema::init(&pg, &products).await?;
-    p.status("Database", &format!("{} on {} initialised", pg.database, pg.endpoint()));
-    Ok(json!({ "topics": outcomes, "databaseCreated": created_db, "database": init }))
 }
 
 async fn status(show_secrets: bool, ctx: &Context) -> Result<()> {
@@ -241,7 +220,7 @@ async fn reset(ctx: &Context) -> Result<()> {
         step("streams state", format!("removed {}", removed_state.join(", ")));
     }
     // 6. Re-initialise.
-    let init = ctx.interruptible(init(ctx)).await?;
+    let init = ctx.interruptible(platform::initialise(ctx)).await?;
     step("init", "topics created, database initialised".into());
     if p.is_json() {
         return p.json(json!({ "mode": ctx.mode, "backend": report.backend, "steps": steps, "init": init, "elapsedMs": started.elapsed().as_millis() as u64 }));

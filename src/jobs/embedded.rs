@@ -14,6 +14,7 @@ use crate::exit::{KartError, Result};
 use crate::supervise::{now_ms, JobRecord, Liveness, StopOutcome, Supervisor};
 
 use super::cdc::{self, CdcDriver, CdcSettings};
+use super::flink::{self, DOUBLE_DEDUCTION};
 use super::inventory::{self, Driver, InventorySettings};
 use crate::cli::EmbeddedJob;
 use super::status::{JobState, JobStatus};
@@ -165,23 +166,51 @@ pub async fn deploy(ctx: &Context, spec: JobSpec, options: DeployOptions) -> Res
         run_attached(ctx, &supervisor, spec, options.fresh, false).await?;
         return Ok(Deployed::Attached);
     }
-    spawn_background(ctx, &supervisor, name, options.start_timeout, replaced).await.map(Deployed::Background)
+    spawn_background(ctx, &supervisor, name, options.fresh, options.start_timeout, replaced).await.map(Deployed::Background)
+}
+
+/// `job deploy inventory` refuses while the workshop's Flink inventory job
+/// runs on the configured JobManager. A JobManager that cannot be asked is
+/// no reason to refuse: most students never start one.
+pub async fn refuse_beside_flink_inventory(ctx: &Context, flag: Option<&str>) -> Result<()> {
+    let url = match flag {
+        Some(url) => url.to_string(),
+        None => ctx.settings.get("KART_FLINK_URL")?.to_string(),
+    };
+    // Short: this check must not slow down every deploy when nothing listens.
+    let within = ctx.connect_timeout.min(Duration::from_secs(3));
+    match flink::workshop_inventory_running(&url, within).await {
+        Ok(Some(job)) => Err(KartError::user(
+            "flink-inventory-running",
+            format!("the workshop's Flink inventory job \"{}\" (job {}) is running on {url}: {DOUBLE_DEDUCTION}", job.name, job.jid),
+        )
+        .with_hint(format!("stop it first (`kart job stop {}`), or pass --force to run both anyway", job.jid))),
+        Ok(None) => Ok(()),
+        Err(why) => {
+            ctx.printer.debug(&format!("did not check for the workshop's Flink inventory job: {why}"));
+            Ok(())
+        }
+    }
 }
 
 async fn spawn_background(
     ctx: &Context,
     supervisor: &Supervisor,
     name: &str,
+    fresh: bool,
     start_timeout: Duration,
     replaced: bool,
 ) -> Result<DeployReport> {
     let exe = std::env::current_exe().map_err(|e| KartError::infra("io", format!("cannot find kart's own executable: {e}")))?;
-    // The same command line, attached and marked as the supervised copy:
-    // the child resolves the same configuration from the same flags, files
-    // and environment.
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    args.push("--foreground".into());
-    args.push("--supervised".into());
+    // `job deploy NAME`, attached and marked as the supervised copy, with
+    // this process's global flags: the child resolves the same
+    // configuration from the same flags, files and environment, whichever
+    // command (`job deploy`, `demo`) started it.
+    let mut args = ctx.child_args.clone();
+    args.extend(["job", "deploy", name, "--foreground", "--supervised"].map(String::from));
+    if fresh {
+        args.push("--fresh".into());
+    }
     let env = [("KART_PROJECT_DIR".to_string(), ctx.project_dir.display().to_string())];
     let mut child = supervisor.spawn_detached(name, &exe, &args, &env)?;
     let pid = child.id();

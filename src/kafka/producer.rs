@@ -1,11 +1,12 @@
 //! Publishing a batch of records and waiting for every acknowledgement: for
 //! commands whose records must all land or the user must hear which did not
-//! (`products load|update`, later `produce` and `order place`).
+//! (`products load|update`, `produce` and `order place`).
 
 use std::mem::ManuallyDrop;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::reader::partitions_of;
@@ -18,6 +19,15 @@ use crate::printer::Printer;
 pub struct OutRecord {
     pub key: Option<String>,
     pub value: Vec<u8>,
+    /// Kafka record headers, in order (`kart produce --header k=v`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl OutRecord {
+    /// A keyed record without headers, what most commands publish.
+    pub fn keyed(key: impl Into<String>, value: Vec<u8>) -> OutRecord {
+        OutRecord { key: Some(key.into()), value, headers: Vec::new() }
+    }
 }
 
 /// Where an acknowledged record landed.
@@ -70,6 +80,13 @@ pub async fn publish(settings: &KafkaSettings, printer: &Printer, topic: &str, r
         if let Some(key) = &record.key {
             future_record = future_record.key(key);
         }
+        if !record.headers.is_empty() {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (key, value)| h.insert(Header { key, value: Some(value) }));
+            future_record = future_record.headers(headers);
+        }
         // A full local queue drains as the broker acknowledges: wait for
         // room rather than fail a large batch.
         let delivery = loop {
@@ -115,4 +132,91 @@ fn produce_error(settings: &KafkaSettings, context: &KartClientContext, topic: &
         format!("only {done} of {total} records reached {topic} on {}: {error}", settings.bootstrap),
     )
     .with_hint("check the broker (`kart platform status`) and run the command again")
+}
+
+// ---- `kart produce` input ------------------------------------------------------
+
+/// `--header k=v`: split at the first `=`; the name must not be empty, the
+/// value may be (and may itself contain `=`).
+pub fn parse_header(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.to_string())),
+        Some(_) => Err(format!("--header {text:?} has no name before '='")),
+        None => Err(format!("--header {text:?} is not NAME=VALUE")),
+    }
+}
+
+/// One record per line of `input` (`\n` or `\r\n` ends a line, the last
+/// line needs no end), each with `key` and `headers`. Empty lines are not
+/// records: they are counted and left out, since an empty Kafka value is
+/// almost never what a line-per-record file means.
+pub fn records_from_lines(input: &[u8], key: Option<&str>, headers: &[(String, String)]) -> (Vec<OutRecord>, usize) {
+    let mut records = Vec::new();
+    let mut blank = 0;
+    for line in input.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        records.push(OutRecord { key: key.map(str::to_string), value: line.to_vec(), headers: headers.to_vec() });
+    }
+    // The newline that ends the last line does not start an empty one.
+    if input.ends_with(b"\n") || input.is_empty() {
+        blank -= 1;
+    }
+    (records, blank)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn headers_split_at_the_first_equals_sign() {
+        assert_eq!(parse_header("source=kart"), Ok(("source".into(), "kart".into())));
+        assert_eq!(parse_header("q=a=b"), Ok(("q".into(), "a=b".into())));
+        assert_eq!(parse_header("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_header("=v").is_err());
+        assert!(parse_header("novalue").is_err());
+    }
+
+    #[test]
+    fn one_record_per_line_crlf_and_blank_lines_handled() {
+        let headers = vec![("h".to_string(), "v".to_string())];
+        let (records, blank) = records_from_lines(b"{\"a\":1}\r\n\nplain text\n\xff\xfe\n", Some("k"), &headers);
+        let values: Vec<&[u8]> = records.iter().map(|r| r.value.as_slice()).collect();
+        assert_eq!(values, [&b"{\"a\":1}"[..], b"plain text", b"\xff\xfe"]);
+        assert_eq!(blank, 1);
+        assert!(records.iter().all(|r| r.key.as_deref() == Some("k") && r.headers == headers));
+        assert_eq!(records_from_lines(b"last line without newline", None, &[]).0.len(), 1);
+        let (records, blank) = records_from_lines(b"", None, &[]);
+        assert!(records.is_empty() && blank == 0);
+        assert_eq!(records_from_lines(b"\n", None, &[]).1, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn header_parsing_never_panics_and_keeps_the_value(text in ".*") {
+            if let Ok((name, value)) = parse_header(&text) {
+                prop_assert!(!name.is_empty());
+                prop_assert!(text.ends_with(&value));
+            }
+        }
+
+        /// Every non-empty line is a record, in order, byte for byte.
+        #[test]
+        fn lines_become_records_in_order(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..20), 0..20)) {
+            let input = lines.join(&b'\n');
+            let (records, _) = records_from_lines(&input, None, &[]);
+            let expected: Vec<Vec<u8>> = lines
+                .iter()
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+                .filter(|l| !l.is_empty())
+                .collect();
+            let got: Vec<Vec<u8>> = records.into_iter().map(|r| r.value).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
 }

@@ -212,7 +212,7 @@ pub async fn flush_outbox(client: &mut Client, kafka: &KafkaSettings, printer: &
     }
     let records: Vec<OutRecord> = rows
         .iter()
-        .map(|row| OutRecord { key: Some(row.get::<_, String>(2)), value: row.get::<_, String>(3).into_bytes() })
+        .map(|row| OutRecord::keyed(row.get::<_, String>(2), row.get::<_, String>(3).into_bytes()))
         .collect();
     let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
     let mut orders: Vec<String> = rows.iter().map(|row| row.get::<_, String>(1)).collect();

@@ -1,7 +1,11 @@
 //! `order place --wait`: the inventory job's verdict on each order line,
 //! read from `kart-order-outcomes`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -71,3 +75,41 @@ impl OutcomeWatch {
         }
     }
 }
+
+/// Collects the outcomes of `expected` lines; returns them and the lines
+/// still missing at the deadline.
+pub async fn collect(
+    watch: Arc<OutcomeWatch>,
+    expected: Vec<(String, String)>,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(Vec<OrderOutcome>, Vec<(String, String)>)> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        let mut missing = expected;
+        let mut found = Vec::new();
+        while !missing.is_empty() && !flag.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Some(outcome) = watch.next(left.min(Duration::from_millis(200)))? {
+                if let Some(i) = missing.iter().position(|(o, p)| *o == outcome.order_id && *p == outcome.product_id) {
+                    missing.remove(i);
+                    found.push(outcome);
+                }
+            }
+        }
+        Ok((found, missing))
+    });
+    tokio::select! {
+        result = work => result.map_err(|e| KartError::infra("internal", format!("a background task failed: {e}")))?,
+        _ = shutdown.cancelled() => {
+            cancelled.store(true, Ordering::Relaxed);
+            Err(KartError::interrupted())
+        }
+    }
+}
+

@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{Backend, PullPolicy};
 use crate::config::Mode;
 use crate::context::Context;
+use crate::db::schema;
+use crate::kafka::admin::Admin;
+use crate::kafka::topics::{self, CreateRequest};
+use crate::catalog;
+use serde_json::{json, Value};
 use crate::exit::{KartError, Result};
 use compose::{LoadOptions, Project, ServiceSpec};
 use docker::Engine;
@@ -170,6 +175,27 @@ pub struct StartedService {
 pub struct SkippedService {
     pub service: String,
     pub reason: String,
+}
+
+/// What `platform start` does once the services run: `topics create` +
+/// `db up` (remote: no create-db), returning their reports.
+pub async fn initialise(ctx: &Context) -> Result<Value> {
+    let p = &ctx.printer;
+    let kafka = ctx.kafka()?;
+    let admin = Admin::connect(&kafka, p).await?;
+    let request = CreateRequest { names: Vec::new(), partitions: None, replication_factor: None, configs: Vec::new(), local: ctx.mode == Mode::Local };
+    let (outcomes, failure) = topics::create(&admin, &request).await?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let created = outcomes.iter().filter(|o| o.status == "created").count();
+    p.status("Topics", &format!("{created} created, {} existed", outcomes.len() - created));
+    let pg = ctx.postgres()?;
+    let (products, _) = catalog::configured(&ctx.settings)?;
+    let created_db = if ctx.mode == Mode::Local { Some(schema::create_db(&pg).await?.created) } else { None };
+    let init = schema::init(&pg, &products).await?;
+    p.status("Database", &format!("{} on {} initialised", pg.database, pg.endpoint()));
+    Ok(json!({ "topics": outcomes, "databaseCreated": created_db, "database": init }))
 }
 
 /// Starts the mode's services and waits until each is usable.

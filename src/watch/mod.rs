@@ -13,6 +13,7 @@
 pub mod board;
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
@@ -25,6 +26,16 @@ use crate::kafka::KafkaSettings;
 use crate::printer::Printer;
 use board::{Board, ALERTS_TOPIC, EVENTS_TOPIC, PRODUCTS_TOPIC};
 
+/// Lines a caller shows under the live table while it runs (`kart demo`'s
+/// progress); updated from any thread, drawn on the next frame.
+pub type Caption = Arc<Mutex<Vec<String>>>;
+
+/// Whether the table is drawn in place: a terminal on both ends and text
+/// output. Otherwise `watch` prints one line per change.
+pub fn draws_in_place(printer: &Printer) -> bool {
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal() && !printer.is_json()
+}
+
 /// Runs until `q`, Ctrl-C (exit 130) or a failure.
 pub async fn run(
     settings: &KafkaSettings,
@@ -32,8 +43,19 @@ pub async fn run(
     shutdown: &CancellationToken,
     fetch_wait: Duration,
 ) -> Result<()> {
+    run_with_caption(settings, printer, shutdown, fetch_wait, Caption::default()).await
+}
+
+/// [`run`], with `caption` drawn under the live table.
+pub async fn run_with_caption(
+    settings: &KafkaSettings,
+    printer: &Printer,
+    shutdown: &CancellationToken,
+    fetch_wait: Duration,
+    caption: Caption,
+) -> Result<()> {
     let (settings, printer, shutdown) = (settings.clone(), printer.clone(), shutdown.clone());
-    tokio::task::spawn_blocking(move || run_blocking(&settings, &printer, &shutdown, fetch_wait))
+    tokio::task::spawn_blocking(move || run_blocking(&settings, &printer, &shutdown, fetch_wait, &caption))
         .await
         .map_err(|e| KartError::infra("internal", format!("watch task failed: {e}")))?
 }
@@ -43,6 +65,7 @@ fn run_blocking(
     printer: &Printer,
     shutdown: &CancellationToken,
     fetch_wait: Duration,
+    caption: &Caption,
 ) -> Result<()> {
     let topics: Vec<String> = [PRODUCTS_TOPIC, EVENTS_TOPIC, ALERTS_TOPIC]
         .map(String::from)
@@ -56,11 +79,9 @@ fn run_blocking(
         client_id: "kart-watch".into(),
     };
     let streams = open_streams(settings, printer, &topics, &options)?;
-    let live =
-        std::io::stdout().is_terminal() && std::io::stdin().is_terminal() && !printer.is_json();
-    let result = if live {
+    let result = if draws_in_place(printer) {
         let screen = Screen::enter()?;
-        let result = watch_live(&streams, printer, shutdown, &screen);
+        let result = watch_live(&streams, printer, shutdown, &screen, caption);
         drop(screen);
         result
     } else {
@@ -179,10 +200,12 @@ fn watch_live(
     printer: &Printer,
     shutdown: &CancellationToken,
     screen: &Screen,
+    caption: &Caption,
 ) -> Result<()> {
     let mut board = Board::new();
     let mut caught_up = 0;
     let mut dirty = true;
+    let mut drawn_caption: Vec<String> = Vec::new();
     let mut last_draw = Instant::now() - Duration::from_secs(1);
     let paint = |text: &str, tone| printer.paint(text, tone);
     loop {
@@ -215,17 +238,27 @@ fn watch_live(
                 Ok(())
             },
         )?;
+        let caption_now = caption.lock().map(|c| c.clone()).unwrap_or_default();
+        if caption_now != drawn_caption {
+            dirty = true;
+        }
         // Redraw on change (at most 20 times a second) and every second for
         // the "ago" column.
         let due = last_draw.elapsed() >= Duration::from_secs(1)
             || (dirty && last_draw.elapsed() >= Duration::from_millis(50));
         if due {
             let (width, height) = screen_size();
-            let frame = if caught_up >= 3 {
-                board.render(width as usize, height as usize, now_ms(), &paint)
+            let below = if caption_now.is_empty() { 0 } else { caption_now.len() + 1 };
+            let mut frame = if caught_up >= 3 {
+                board.render(width as usize, (height as usize).saturating_sub(below).max(3), now_ms(), &paint)
             } else {
                 vec![format!("kart watch · reading products, inventory-events, inventory-alerts ({} records so far)…", board.len())]
             };
+            if !caption_now.is_empty() {
+                frame.push(String::new());
+                frame.extend(caption_now.iter().cloned());
+            }
+            drawn_caption = caption_now;
             screen.draw(&frame)?;
             last_draw = Instant::now();
             dirty = false;

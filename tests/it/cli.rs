@@ -55,16 +55,6 @@ fn every_command_and_argument_has_help_text() {
 }
 
 #[test]
-fn later_commands_say_not_implemented_and_exit_2() {
-    let kart = Kart::new();
-    let args = ["demo", "--ci"];
-    let run = kart.run(&args);
-    run.code(2);
-    assert!(run.stderr.contains("not implemented yet"), "{args:?}: {}", run.stderr);
-    assert!(run.stdout.is_empty(), "{args:?} printed to stdout: {}", run.stdout);
-}
-
-#[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     let kart = Kart::new();
     kart.run(&["topics", "frobnicate"]).code(2);

@@ -9,6 +9,7 @@ mod cdc_job;
 mod cli;
 mod config;
 mod db;
+mod demo;
 mod doctor;
 mod flink;
 mod inventory;

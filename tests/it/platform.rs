@@ -35,7 +35,7 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// Container ids (all states) labelled with this compose project.
-fn project_containers(project: &str) -> Vec<String> {
+pub(crate) fn project_containers(project: &str) -> Vec<String> {
     docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={project}")]).lines().map(str::to_string).collect()
 }
 
@@ -45,15 +45,15 @@ fn project_volumes(project: &str) -> Vec<String> {
 
 /// A compose project of a test's own: a tansu broker and a PostgreSQL on
 /// free ports; removed with everything it made when dropped.
-struct Stack {
-    kart: Kart,
-    project: String,
+pub(crate) struct Stack {
+    pub(crate) kart: Kart,
+    pub(crate) project: String,
     kafka_port: u16,
     pg_port: u16,
 }
 
 impl Stack {
-    fn new(extra_services: &str) -> Stack {
+    pub(crate) fn new(extra_services: &str) -> Stack {
         require_docker();
         let project = unique("kt").replace('_', "-");
         let (kafka_port, pg_port) = (free_port(), free_port());
@@ -289,7 +289,7 @@ fn unpullable_images_make_auto_choose_native_and_docker_refuse() {
 }
 
 /// A project for the native backend on ports of its own.
-fn native_kart() -> (Kart, u16, u16) {
+pub(crate) fn native_kart() -> (Kart, u16, u16) {
     let (kafka_port, pg_port) = (free_port(), free_port());
     let kart = Kart::new()
         .env("KAFKA_BOOTSTRAP_SERVERS", format!("localhost:{kafka_port}"))

@@ -53,7 +53,7 @@ fn values(records: &[Record]) -> Vec<Value> {
 fn write(broker: &Broker, topic: &str, values: &[Value]) {
     let records: Vec<OutRecord> = values
         .iter()
-        .map(|v| OutRecord { key: v["productId"].as_str().map(str::to_string), value: serde_json::to_vec(v).unwrap() })
+        .map(|v| OutRecord { key: v["productId"].as_str().map(str::to_string), value: serde_json::to_vec(v).unwrap(), headers: Vec::new() })
         .collect();
     runtime().block_on(publish(&kafka_settings(broker), &Printer::plain(OutputFormat::Text), topic, &records)).expect("publish");
 }

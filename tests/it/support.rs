@@ -313,3 +313,106 @@ pub fn redact(text: &str, pairs: &[(&str, &str)]) -> String {
     }
     out
 }
+
+/// kart in a real pseudo-terminal (util-linux `script` provides it), for
+/// the commands that draw in place: what it shows is collected as it
+/// arrives, keys are typed into it.
+pub struct Terminal {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    screen: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Terminal {
+    /// Runs `kart ARGS` for `kart`'s project with its environment, on a
+    /// 120×30 terminal without colour.
+    pub fn spawn(kart: &Kart, args: &[&str]) -> Terminal {
+        use std::io::Read;
+        let command = std::iter::once(env!("CARGO_BIN_EXE_kart").to_string())
+            .chain(["--project-dir".to_string(), kart.dir().display().to_string()])
+            .chain(args.iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec", &command, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", kart.dir())
+            .env("TERM", "xterm-256color")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "120")
+            .env("LINES", "30")
+            .current_dir(kart.dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &kart.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("script (util-linux) runs kart in a pseudo-terminal");
+        let (tx, screen) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Terminal { child, stdin, screen, seen: Vec::new() }
+    }
+
+    /// Everything the terminal showed so far.
+    pub fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    /// Waits until the terminal showed `needle`; fails with what it showed.
+    #[track_caller]
+    pub fn wait_for(&mut self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.seen().contains(needle) {
+            match self.screen.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(bytes) => self.seen.extend(bytes),
+                Err(_) => panic!("{needle:?} never appeared within {within:?}; the terminal showed {:?}", self.seen()),
+            }
+        }
+    }
+
+    pub fn press(&mut self, keys: &[u8]) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("terminal input open");
+        stdin.write_all(keys).expect("type into the terminal");
+        stdin.flush().expect("type into the terminal");
+    }
+
+    /// The exit code, once kart ended; fails if it runs past `within`.
+    #[track_caller]
+    pub fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for script") {
+                // The rest of what it printed.
+                while let Ok(bytes) = self.screen.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.extend(bytes);
+                }
+                return status.code();
+            }
+            if started.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("kart did not end within {within:?}; the terminal showed {:?}", self.seen());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 
 use crate::streams::TestProducer;
-use crate::support::{Broker, Kart};
+use crate::support::{Broker, Kart, Terminal};
 
 const EVENTS: &str = "inventory-events";
 
@@ -581,74 +581,60 @@ fn watch_on_a_terminal_redraws_the_row_and_quits_on_q() {
     let (broker, kart) = setup(&WATCH_TOPICS);
     let producer = TestProducer::new(&broker);
     producer.send("products", None, &product("PROD_0001", 10));
-    let command = format!(
-        "{} --project-dir {} watch",
-        env!("CARGO_BIN_EXE_kart"),
-        kart.dir().display()
-    );
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &command, "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TERM", "xterm-256color")
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "120")
-        .env("LINES", "30")
-        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs kart watch in a pseudo-terminal");
-    let (tx, screen) = channel::<Vec<u8>>();
-    let mut stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |needle: &str, seen: &mut Vec<u8>| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !String::from_utf8_lossy(seen).contains(needle) {
-            match screen.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(bytes) => seen.extend(bytes),
-                Err(_) => panic!(
-                    "{needle:?} never appeared; the terminal showed {:?}",
-                    String::from_utf8_lossy(seen)
-                ),
-            }
-        }
-    };
-    wait_for("PROD_0001", &mut seen);
+    let mut terminal = Terminal::spawn(&kart, &["watch"]);
+    terminal.wait_for("PROD_0001", Duration::from_secs(30));
     // Alternate screen on.
-    assert!(String::from_utf8_lossy(&seen).contains("\x1b[?1049h"));
+    assert!(terminal.seen().contains("\x1b[?1049h"));
     producer.send(
         "inventory-events",
         None,
         &inventory_event("PROD_0001", 10, 7),
     );
-    wait_for("7 (-3)", &mut seen);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"q").unwrap();
-    stdin.flush().unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "watch did not quit on q"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    terminal.wait_for("7 (-3)", Duration::from_secs(30));
+    terminal.press(b"q");
+    assert_eq!(terminal.exit_code(Duration::from_secs(15)), Some(0), "watch did not quit on q with 0");
     // Alternate screen off and the cursor shown again.
-    wait_for("\x1b[?1049l", &mut seen);
-    wait_for("\x1b[?25h", &mut seen);
-    drop(stdin);
+    terminal.wait_for("\x1b[?1049l", Duration::from_secs(5));
+    terminal.wait_for("\x1b[?25h", Duration::from_secs(5));
+}
+
+/// `kart produce`: one record per line (CRLF and blank lines handled,
+/// binary-safe), with the key and headers given, from a file or stdin;
+/// `tail` reads back exactly what was written.
+#[test]
+fn produce_writes_one_record_per_line_that_tail_reads_back() {
+    let (_broker, kart) = setup(&[EVENTS]);
+    let file = kart.write("records.txt", "{\"productId\":\"PROD_0001\"}\r\n\nnot json\n");
+    let run = kart.run(&["-o", "json", "produce", EVENTS, "--key", "PROD_0001", "--header", "source=kart", "--header", "q=a=b", "--file", file.to_str().unwrap()]);
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["produced"], 2, "{report}");
+    assert_eq!(report["skippedEmptyLines"], 1, "{report}");
+    assert_eq!(report["schemaVersion"], 1);
+
+    let mut child = kart.command(&["produce", EVENTS]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"from stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("produced 1 record(s) to inventory-events"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let tail = kart.run(&["tail", EVENTS, "--from", "beginning", "--until-end", "--format", "json"]);
+    tail.ok();
+    let records = lines(&tail.stdout);
+    assert_eq!(records.len(), 3, "{}", tail.stdout);
+    assert_eq!(records[0]["value"], json!({"productId": "PROD_0001"}));
+    assert_eq!(records[0]["key"], "PROD_0001");
+    assert_eq!(records[0]["headers"], json!([["source", "kart"], ["q", "a=b"]]));
+    assert_eq!(records[1]["value"], "not json");
+    assert_eq!(records[1]["valueEncoding"], "text");
+    assert_eq!(records[2]["value"], "from stdin");
+    assert_eq!(records[2]["key"], Value::Null);
+
+    // Bad input says what is wrong and writes nothing.
+    let bad = kart.run(&["produce", EVENTS, "--header", "novalue", "--file", file.to_str().unwrap()]);
+    bad.code(1);
+    assert!(bad.stderr.contains("NAME=VALUE"), "{}", bad.stderr);
+    let empty = kart.write("empty.txt", "\n\n");
+    kart.run(&["produce", EVENTS, "--file", empty.to_str().unwrap()]).code(1);
+    kart.run(&["produce", "no-such-topic", "--file", file.to_str().unwrap()]).code(1);
 }

@@ -1,0 +1,141 @@
+//! `kart demo`: the whole workshop from nothing, verified, twice in a row
+//! (idempotent), with the native backend (this machine's PostgreSQL and
+//! tansu) and with the Docker backend (the locally served test images); and
+//! once on a terminal, where the orders run under the live table.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::platform::{native_kart, Stack};
+use crate::support::{Kart, Terminal};
+
+/// Stops what a demo left running, even when the test failed half-way:
+/// the background inventory job first, then the platform and its data.
+struct Cleanup<'a>(&'a Kart);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["job", "stop", "inventory"]);
+        let _ = self.0.run(&["platform", "stop", "--volumes", "--yes"]);
+    }
+}
+
+/// The JSON lines of a `demo -o json` run.
+fn steps(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect()
+}
+
+/// Checks a passed `demo --ci -o json` run: every step verified, in order,
+/// the two orders that fit applied with their arithmetic, the third
+/// rejected with the stock unchanged, the table's stock what the job said.
+#[track_caller]
+fn assert_verified(stdout: &str) -> Vec<Value> {
+    let steps = steps(stdout);
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["platform", "job", "catalog", "order", "order", "order", "stock", "done"], "{stdout}");
+    for step in &steps {
+        assert_eq!(step["schemaVersion"], 1, "{step}");
+        assert_eq!(step["verified"], true, "{step}");
+    }
+    let orders: Vec<&Value> = steps.iter().filter(|s| s["step"] == "order").collect();
+    for order in &orders[..2] {
+        assert_eq!(order["expected"], "applied", "{order}");
+        let outcome = &order["outcome"];
+        assert_eq!(outcome["outcome"], "applied", "{order}");
+        assert_eq!(outcome["orderId"], order["orderId"]);
+        let dropped = outcome["previousInventory"].as_i64().unwrap() - outcome["currentInventory"].as_i64().unwrap();
+        assert_eq!(dropped, order["quantity"].as_i64().unwrap(), "{order}");
+    }
+    let rejected = orders[2];
+    assert_eq!(rejected["expected"], "rejected", "{rejected}");
+    assert_eq!(rejected["outcome"]["outcome"], "rejected", "{rejected}");
+    assert_eq!(rejected["outcome"]["previousInventory"], rejected["outcome"]["currentInventory"]);
+    assert!(rejected["quantity"].as_i64().unwrap() > rejected["outcome"]["previousInventory"].as_i64().unwrap(), "{rejected}");
+    for product in steps[6]["products"].as_array().unwrap() {
+        assert_eq!(product["shown"], product["expected"], "{}", steps[6]);
+    }
+    assert!(steps[7]["next"].as_array().unwrap().iter().any(|n| n["command"] == "kart platform stop"));
+    steps
+}
+
+/// The schema of each step's line: its keys, pinned.
+fn schema(steps: &[Value]) -> String {
+    let mut lines: Vec<String> = steps
+        .iter()
+        .map(|s| {
+            let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+            format!("{}: {}", s["step"].as_str().unwrap(), keys.join(", "))
+        })
+        .collect();
+    lines.dedup();
+    lines.join("\n")
+}
+
+#[test]
+fn demo_ci_verifies_every_step_from_nothing_and_again_with_the_native_backend() {
+    let (kart, _, _) = native_kart();
+    let _cleanup = Cleanup(&kart);
+
+    let first = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
+    first.ok();
+    let steps = assert_verified(&first.stdout);
+    assert_eq!(steps[0]["backend"], "native");
+    assert_eq!(steps[1]["result"], "started");
+    assert_eq!(steps[2]["published"], steps[2]["products"], "the catalog was published from nothing");
+    insta::assert_snapshot!("demo-json-schema", schema(&steps));
+
+    // Right after: everything is reused, the orders come from the stock
+    // as the first run left it, and every step verifies again.
+    let again = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
+    again.ok();
+    let steps = assert_verified(&again.stdout);
+    assert_eq!(steps[1]["result"], "already-running");
+    assert_eq!(steps[2]["published"], 0);
+
+    // For people: one line per step and what to do next.
+    let text = kart.run(&["demo", "--ci", "--backend", "native"]);
+    text.ok();
+    assert_eq!(text.stdout.lines().filter(|l| l.starts_with("✓ order")).count(), 3, "{}", text.stdout);
+    assert!(text.stdout.contains("rejected: Insufficient inventory"), "{}", text.stdout);
+    assert!(text.stdout.contains("kart platform stop"), "{}", text.stdout);
+    assert!(!text.stdout.contains('✗'), "{}", text.stdout);
+}
+
+#[test]
+fn demo_ci_verifies_every_step_from_nothing_and_again_with_the_docker_backend() {
+    let stack = Stack::new("");
+    let kart = &stack.kart;
+    let _cleanup = Cleanup(kart);
+    for run in 0..2 {
+        let demo = kart.run(&["-o", "json", "demo", "--ci", "--backend", "docker"]);
+        demo.ok();
+        let steps = assert_verified(&demo.stdout);
+        assert_eq!(steps[0]["backend"], "docker", "run {run}");
+        assert_eq!(steps[1]["result"], if run == 0 { "started" } else { "already-running" });
+    }
+    assert_eq!(crate::platform::project_containers(&stack.project).len(), 2, "the broker and PostgreSQL run as containers");
+}
+
+/// On a terminal the orders run under the live table: the stock is seen
+/// dropping, `q` leaves the table, and the record and next steps follow.
+#[test]
+fn demo_on_a_terminal_shows_the_stock_dropping_in_the_live_table() {
+    let (kart, _, _) = native_kart();
+    let _cleanup = Cleanup(&kart);
+    let mut terminal = Terminal::spawn(&kart, &["demo", "--backend", "native"]);
+    terminal.wait_for("\x1b[?1049h", Duration::from_secs(120));
+    terminal.wait_for("order 1/3", Duration::from_secs(60));
+    // A row of the table with its stock change, e.g. "48 (-2)".
+    terminal.wait_for(" (-2)", Duration::from_secs(60));
+    terminal.wait_for("press q to continue", Duration::from_secs(60));
+    terminal.press(b"q");
+    assert_eq!(terminal.exit_code(Duration::from_secs(30)), Some(0), "{}", terminal.seen());
+    let seen = terminal.seen();
+    let after_table = &seen[seen.rfind("\x1b[?1049l").expect("the alternate screen is left")..];
+    assert!(after_table.contains("order"), "the orders' record follows the table: {after_table:?}");
+    assert!(after_table.contains("kart platform stop"), "{after_table:?}");
+}
