@@ -46,12 +46,16 @@ const PACE: Duration = Duration::from_millis(1500);
 /// The customer of the demo's orders, so they are easy to find.
 const CUSTOMER: &str = "kart-demo";
 
-const NEXT_STEPS: [(&str, &str); 4] = [
-    ("kart watch", "the live stock table (q quits)"),
-    ("kart tail inventory-events --filter '.value.productId == \"PROD_0001\"'", "one product's events, as in Kpow"),
-    ("kart order place --product PROD_0001 --quantity 1 --wait", "an order of your own, with the job's answer"),
-    ("kart platform stop", "stop the services (data kept; --volumes deletes it)"),
-];
+/// What to try next, about `product` (one the demo ordered, so its events
+/// are there to see).
+fn next_steps(product: &str) -> [(String, &'static str); 4] {
+    [
+        ("kart watch".into(), "the live stock table (q quits)"),
+        (format!("kart tail inventory-events --from beginning --filter '.value.productId == \"{product}\"'"), "one product's events, as in Kpow"),
+        (format!("kart order place --product {product} --quantity 1 --wait"), "an order of your own, with the job's answer"),
+        ("kart platform stop".into(), "stop the job and the services (data kept; --volumes deletes it)"),
+    ]
+}
 
 pub async fn run(args: DemoArgs, ctx: &Context) -> Result<()> {
     let live = !args.ci && watch::draws_in_place(&ctx.printer);
@@ -115,8 +119,10 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<()> {
         products::load(&kafka, &ctx.printer, &missing, &source).await?;
         ctx.printer.status("Published", &format!("{} catalog products to {}", missing.len(), products::UPDATES_TOPIC));
     }
-    ctx.printer.status("Waiting", "for the inventory job to put the catalog on `products`");
     let ids: Vec<&str> = catalog.iter().map(|p| p.product_id.as_str()).collect();
+    if !missing.is_empty() {
+        ctx.printer.status("Waiting", "for the inventory job to put them on `products`");
+    }
     let snapshot = ctx.interruptible(poll_snapshot(&kafka, ctx, CATALOG_WAIT, |s| ids.iter().all(|id| on_products(s, id)))).await?;
     let absent: Vec<&str> = ids.iter().copied().filter(|id| !on_products(&snapshot, id)).collect();
     let catalog_detail = if absent.is_empty() {
@@ -191,7 +197,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<()> {
     if !failed.is_empty() {
         return Err(unverified(&failed.join("; ")));
     }
-    report.done()
+    report.done(results.first().map_or("PROD_0001", |r| r.order.product_id.as_str()))
 }
 
 /// A step that did not check out: exit 1, with where to look.
@@ -271,11 +277,11 @@ impl Placing<'_> {
             let mut results: Vec<OrderResult> = Vec::new();
             let mut lines = Vec::new();
             for (i, order) in plan.into_iter().enumerate() {
-                if i > 0 {
-                    tokio::select! {
-                        _ = tokio::time::sleep(PACE) => {}
-                        _ = token.cancelled() => return Err(KartError::interrupted()),
-                    }
+                // Also before the first: the table has caught up by then,
+                // so every drop is seen happening.
+                tokio::select! {
+                    _ = tokio::time::sleep(PACE) => {}
+                    _ = token.cancelled() => return Err(KartError::interrupted()),
                 }
                 let mut progress = lines.clone();
                 progress.push(format!("order {}/{total}: {} × {} …", i + 1, order.quantity, order.product_id));
@@ -379,17 +385,18 @@ impl Report<'_> {
         )
     }
 
-    fn done(&self) -> Result<()> {
+    fn done(&self, product: &str) -> Result<()> {
         let p = &self.ctx.printer;
+        let next_steps = next_steps(product);
         if p.is_json() {
-            let next: Vec<Value> = NEXT_STEPS.iter().map(|(command, what)| json!({ "command": command, "does": what })).collect();
+            let next: Vec<Value> = next_steps.iter().map(|(command, what)| json!({ "command": command, "does": what })).collect();
             return p.json_line(&json!({ "schemaVersion": 1, "step": "done", "verified": true, "detail": "every step verified", "next": next }));
         }
         p.out(&format!("{} every step verified: the inventory job decides the orders and the stock follows", p.paint("✓", Tone::Good)))?;
         p.out("")?;
         p.out("Next:")?;
-        let width = NEXT_STEPS.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
-        for (command, what) in NEXT_STEPS {
+        let width = next_steps.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
+        for (command, what) in next_steps {
             p.out(&format!("  {command:<width$}  {what}"))?;
         }
         Ok(())

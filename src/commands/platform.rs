@@ -27,10 +27,11 @@ pub async fn run(command: PlatformCommand, ctx: &Context) -> Result<()> {
             if args.volumes {
                 ctx.confirm("stop the platform and delete its data (volumes)")?;
             }
+            let jobs = if ctx.mode == Mode::Local { stop_embedded_jobs(ctx).await? } else { Vec::new() };
             let report = platform::stop(ctx, args.volumes).await?;
             let p = &ctx.printer;
             if p.is_json() {
-                return p.json(json!({ "mode": ctx.mode, "backend": report.backend, "removed": report.removed, "volumesDeleted": args.volumes }));
+                return p.json(json!({ "mode": ctx.mode, "backend": report.backend, "removed": report.removed, "volumesDeleted": args.volumes, "jobsStopped": jobs }));
             }
             if report.removed.is_empty() {
                 p.out("nothing was running; nothing to stop")
@@ -47,6 +48,21 @@ pub async fn run(command: PlatformCommand, ctx: &Context) -> Result<()> {
             platform::logs(ctx, &args.service, args.follow, args.tail, |line| p.out(line)).await
         }
     }
+}
+
+/// Local services going away take the embedded jobs' broker and database
+/// with them: the jobs are stopped first (gracefully, as `job stop` does)
+/// rather than left retrying against nothing. Returns the stopped jobs.
+async fn stop_embedded_jobs(ctx: &Context) -> Result<Vec<String>> {
+    let supervisor = Supervisor::new(&ctx.project_dir);
+    let mut stopped = Vec::new();
+    for job in EMBEDDED_JOBS {
+        if embedded::stop(&supervisor, job, Duration::from_secs(15)).await? != StopOutcome::NotRunning {
+            ctx.printer.status("Stopped", &format!("the {job} job"));
+            stopped.push(job.to_string());
+        }
+    }
+    Ok(stopped)
 }
 
 fn options(args: &PlatformStartArgs) -> Result<StartOptions> {

@@ -172,11 +172,8 @@ impl Supervisor {
         names
     }
 
-    /// Starts `exe args…` as a detached process in a new session (closing the
-    /// terminal does not stop it), stdin from /dev/null, stdout and stderr
-    /// appended to the job's log.
-    pub fn spawn_detached(&self, name: &str, exe: &Path, args: &[String], env: &[(String, String)]) -> Result<std::process::Child> {
-        use std::os::unix::process::CommandExt;
+    /// The job's log opened for appending, twice: for stdout and stderr.
+    fn open_log(&self, name: &str) -> Result<(std::fs::File, std::fs::File)> {
         self.ensure_dirs()?;
         let log_path = self.log_path(name);
         let log = OpenOptions::new()
@@ -185,6 +182,15 @@ impl Supervisor {
             .open(&log_path)
             .map_err(|e| io_error(&format!("cannot open {}", log_path.display()), e))?;
         let log_err = log.try_clone().map_err(|e| io_error("cannot duplicate the log file handle", e))?;
+        Ok((log, log_err))
+    }
+
+    /// Starts `exe args…` as a detached process in a new session (closing the
+    /// terminal does not stop it), stdin from /dev/null, stdout and stderr
+    /// appended to the job's log.
+    pub fn spawn_detached(&self, name: &str, exe: &Path, args: &[String], env: &[(String, String)]) -> Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        let (log, log_err) = self.open_log(name)?;
         let mut command = std::process::Command::new(exe);
         command
             .args(args)
@@ -208,14 +214,7 @@ impl Supervisor {
     /// Runs in a new session with its output appended to its log.
     pub fn spawn_holding_lock(&self, name: &str, lock: JobLock, exe: &Path, args: &[String], cwd: &Path) -> Result<std::process::Child> {
         use std::os::unix::process::CommandExt;
-        self.ensure_dirs()?;
-        let log_path = self.log_path(name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| io_error(&format!("cannot open {}", log_path.display()), e))?;
-        let log_err = log.try_clone().map_err(|e| io_error("cannot duplicate the log file handle", e))?;
+        let (log, log_err) = self.open_log(name)?;
         let fd = lock.raw_fd();
         let mut command = std::process::Command::new(exe);
         command.args(args).current_dir(cwd).stdin(std::process::Stdio::null()).stdout(log).stderr(log_err);
