@@ -60,12 +60,6 @@ impl KartError {
         }
     }
 
-    /// A command that a later milestone builds: exit 2, never a fake success.
-    pub fn not_implemented(command: &str) -> Self {
-        Self::infra("not-implemented", format!("`kart {command}` is not implemented yet"))
-            .with_hint("this command is planned; see the README's roadmap for what works today")
-    }
-
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -147,3 +147,27 @@ fn demo_on_a_terminal_shows_the_stock_dropping_in_the_live_table() {
     assert!(after_table.contains("order"), "the orders' record follows the table: {after_table:?}");
     assert!(after_table.contains("kart platform stop"), "{after_table:?}");
 }
+
+/// A catalog with nothing in stock leaves no order to show: the demo says
+/// so, with the fix, and exits 1 after the steps it could verify.
+#[test]
+fn demo_with_everything_sold_out_says_how_to_restock_and_exits_1() {
+    let (mut kart, _, _) = native_kart();
+    let product = |id: &str| {
+        serde_json::json!({
+            "productId": id, "name": format!("Sold-out {id}"), "description": "d", "category": "c", "brand": "b",
+            "price": 10.0, "inventory": 0, "imageUrl": "https://example.com/x.png", "tags": [], "rating": 4.0, "reviewCount": 1
+        })
+    };
+    let catalog = kart.write("sold-out.json", &serde_json::json!([product("SOLD_1"), product("SOLD_2")]).to_string());
+    kart.set_env("INITIAL_PRODUCTS_FILE", catalog.display().to_string());
+    let _cleanup = Cleanup(&kart);
+    let run = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
+    run.code(1);
+    let names: Vec<String> = steps(&run.stdout).iter().map(|s| s["step"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["platform", "job", "catalog"], "{}", run.stdout);
+    let error: Value = serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "demo-no-stock", "{}", run.stderr);
+    assert!(error["error"]["message"].as_str().unwrap().contains("every product is sold out"), "{error}");
+    assert!(error["error"]["hint"].as_str().unwrap().contains("kart products load"), "{error}");
+}
