@@ -111,8 +111,6 @@ impl Context {
     }
 }
 
-/// The nearest directory, from `start` upwards, that holds `compose-local.yml`
-/// or `.kart/`; else `start` itself.
 /// Global flags for a kart child process; relative env files are made
 /// absolute so the child may run from any directory.
 fn child_args(global: &GlobalArgs, cwd: &Path) -> Vec<String> {
@@ -133,6 +131,8 @@ fn child_args(global: &GlobalArgs, cwd: &Path) -> Vec<String> {
     args
 }
 
+/// The nearest directory, from `start` upwards, that holds `compose-local.yml`
+/// or `.kart/`; else `start` itself.
 pub fn discover_project_dir(start: &Path) -> PathBuf {
     start
         .ancestors()
@@ -144,4 +144,20 @@ pub fn discover_project_dir(start: &Path) -> PathBuf {
 /// Parses a duration flag, naming the flag on error.
 pub fn duration_flag(flag: &str, value: &str) -> Result<Duration> {
     parse_duration(value).map_err(|e| KartError::user("bad-flag", format!("{flag} {value:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[test]
+    fn a_background_job_gets_the_flags_that_shape_the_configuration_and_nothing_else() {
+        let argv = ["kart", "--env-file", "x.env", "-o", "json", "--connect-timeout", "3s", "-v", "--mode", "remote", "--yes", "demo", "--ci"];
+        let cli = Cli::try_parse_from(argv).expect("valid command line");
+        let args = child_args(&cli.global, Path::new("/work"));
+        assert_eq!(args, ["--mode", "remote", "--env-file", "/work/x.env", "--connect-timeout", "3s", "--verbose"]);
+    }
 }
