@@ -226,10 +226,9 @@ async fn reset(ctx: &Context) -> Result<()> {
     let tmp = std::env::temp_dir();
     for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name == "kafka-streams" || name.starts_with("quarkus-kafka-streams") {
-            if std::fs::remove_dir_all(entry.path()).is_ok() {
-                removed_state.push(entry.path().display().to_string());
-            }
+        let streams_state = name == "kafka-streams" || name.starts_with("quarkus-kafka-streams");
+        if streams_state && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed_state.push(entry.path().display().to_string());
         }
     }
     if !removed_state.is_empty() {

@@ -218,7 +218,7 @@ fn read_topic(settings: &KafkaSettings, printer: &Printer, topic: &str) -> Resul
 /// Hands error events to the client context (a clone shares its state): a
 /// consumer returns them from `poll` instead of calling the context, and the
 /// context is where a wrong password is recognised.
-fn serve_errors(consumer: &BaseConsumer<KartClientContext>, context: &KartClientContext) {
+pub(super) fn serve_errors(consumer: &BaseConsumer<KartClientContext>, context: &KartClientContext) {
     while let Some(Err(error)) = consumer.poll(Duration::ZERO) {
         ClientContext::error(context, error.clone(), &error.to_string());
     }

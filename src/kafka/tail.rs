@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::reader::{partitions_of, Record};
+use super::reader::{partitions_of, serve_errors, Record};
 use super::{wait_until_reachable, KafkaSettings, KartClientContext};
 use crate::exit::{KartError, Result};
 use crate::inventory::ValueEncoding;
@@ -78,7 +78,8 @@ impl Position {
                 format!("{text:?} is neither -N (a count) nor -DURATION like -5m ({e})")
             })?;
             let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
-            return Ok(Position::Since(now_ms.saturating_sub(ago)));
+            // No record is older than 1970: before it is the beginning.
+            return Ok(Position::Since(now_ms.saturating_sub(ago).max(0)));
         }
         Err(format!(
             "{text:?}: expected end, beginning, -N, @2026-11-21T10:00:00Z or -5m"
@@ -109,12 +110,24 @@ pub fn now_ms() -> i64 {
 
 /// RFC 3339 with milliseconds, UTC.
 pub fn format_time(ms: i64) -> String {
-    let time = if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    };
-    humantime::format_rfc3339_millis(time).to_string()
+    // humantime formats the years 1970 to 9999 only, and panics outside
+    // them; a producer can stamp anything (microseconds by mistake), and
+    // the number itself is the honest answer then.
+    const LAST_MS: i64 = 253_402_300_799_999;
+    if !(0..=LAST_MS).contains(&ms) {
+        return format!("{ms}ms");
+    }
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+}
+
+/// The `HH:MM:SS.mmmZ` of a timestamp, or all of [`format_time`]'s answer
+/// when that is not a date.
+pub fn time_of_day(ms: i64) -> String {
+    let text = format_time(ms);
+    match text.get(10..11) {
+        Some("T") => text[11..].to_string(),
+        _ => text,
+    }
 }
 
 // ---- the record shape ---------------------------------------------------------
@@ -543,6 +556,53 @@ pub fn open_streams(
     })
 }
 
+impl PartitionPlan {
+    /// From the end on. tansu can report the end short (the first offset of
+    /// the last batch + 1): records of that batch still arrive, but they
+    /// were there before the start, so until the partition catches up,
+    /// records stamped before the start are old.
+    fn start_at_end(&mut self, started_ms: i64) {
+        self.start = Offset::Offset(self.end_at_start);
+        self.skip_before = Some(started_ms);
+        self.skip_until_caught_up = true;
+    }
+}
+
+/// A group resuming: each partition starts at the group's committed offset,
+/// as a number (never `Stored`, which librdkafka reports as an invalid
+/// position until a record arrives, so `--until-end` could not tell that a
+/// partition with nothing new is done). A partition the group never
+/// committed starts at the end, as `auto.offset.reset=latest` would; a
+/// committed offset the broker no longer keeps, at the first it keeps.
+fn resolve_committed(
+    settings: &KafkaSettings,
+    consumer: &BaseConsumer<KartClientContext>,
+    context: &KartClientContext,
+    topic: &str,
+    plans: &mut [PartitionPlan],
+    lows: &HashMap<i32, i64>,
+    started_ms: i64,
+) -> Result<()> {
+    let mut wanted = TopicPartitionList::new();
+    for plan in plans.iter() {
+        wanted.add_partition(topic, plan.id);
+    }
+    let committed = wait_until_reachable(settings, context, |slice| {
+        serve_errors(consumer, context);
+        consumer.committed_offsets(wanted.clone(), slice)
+    })?;
+    for plan in plans.iter_mut() {
+        match committed.find_partition(topic, plan.id).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if o >= 0 => {
+                let low = lows.get(&plan.id).copied().unwrap_or(0);
+                plan.start = Offset::Offset(o.max(low));
+            }
+            _ => plan.start_at_end(started_ms),
+        }
+    }
+    Ok(())
+}
+
 fn describe_plans(topic: &str, plans: &[PartitionPlan]) -> String {
     let offsets: Vec<String> = plans
         .iter()
@@ -606,6 +666,7 @@ fn prepare_topic(
     let started_ms = now_ms();
 
     let mut plans = Vec::new();
+    let mut lows = HashMap::new();
     let mut times = TopicPartitionList::new();
     for id in ids {
         let (low, high) = wait_until_reachable(settings, &context, |slice| {
@@ -623,18 +684,12 @@ fn prepare_topic(
             skip_until_caught_up: false,
             ring: None,
         };
+        lows.insert(id, low);
         let resume = options.group.is_some() && !options.from_explicit;
         match options.from {
+            // Resolved to the committed offsets below, all partitions at once.
             _ if resume => plan.start = Offset::Stored,
-            Position::End => {
-                // tansu can report the end short (the first offset of the
-                // last batch + 1): records of that batch still arrive, but
-                // they were there before the start, so until the partition
-                // catches up, records stamped before the start are old.
-                plan.start = Offset::Offset(high);
-                plan.skip_before = Some(started_ms);
-                plan.skip_until_caught_up = true;
-            }
+            Position::End => plan.start_at_end(started_ms),
             Position::Beginning => plan.start = Offset::Offset(low),
             Position::Last(n) => {
                 // The same short end could hide the true last N, so read
@@ -646,8 +701,10 @@ fn prepare_topic(
             }
             Position::Since(ms) => {
                 plan.skip_before = Some(ms);
+                // Before 1970 is before any record; brokers refuse a
+                // negative time.
                 times
-                    .add_partition_offset(topic, id, Offset::Offset(ms))
+                    .add_partition_offset(topic, id, Offset::Offset(ms.max(0)))
                     .map_err(|e| {
                         KartError::infra(
                             "kafka-error",
@@ -676,7 +733,9 @@ fn prepare_topic(
                 Some(Offset::Offset(o)) if o >= 0 => Offset::Offset(o),
                 // No record at or after the time: from the end on.
                 Some(Offset::End) => Offset::Offset(plan.end_at_start),
-                _ => Offset::Beginning,
+                // A real offset, not `Beginning`: `--until-end` needs a
+                // number to tell that an empty partition is done.
+                _ => Offset::Offset(lows[&plan.id]),
             };
         }
         if let Err(e) = &found {
@@ -684,6 +743,10 @@ fn prepare_topic(
                 "{topic}: offsets by time failed ({e}); reading from the beginning"
             ));
         }
+    }
+
+    if plans.iter().any(|p| p.start == Offset::Stored) {
+        resolve_committed(settings, &consumer, &context, topic, &mut plans, &lows, started_ms)?;
     }
 
     let mut assignment = TopicPartitionList::new();
@@ -914,12 +977,6 @@ fn owned<M: Message>(message: &M) -> Record {
     }
 }
 
-fn serve_errors(consumer: &BaseConsumer<KartClientContext>, context: &KartClientContext) {
-    while let Some(Err(error)) = consumer.poll(Duration::ZERO) {
-        ClientContext::error(context, error.clone(), &error.to_string());
-    }
-}
-
 fn read_error(
     settings: &KafkaSettings,
     context: &KartClientContext,
@@ -957,11 +1014,7 @@ pub fn write_pretty(
     out: &mut String,
 ) {
     use std::fmt::Write as _;
-    let time = record
-        .timestamp
-        .map(format_time)
-        .map(|t| t.get(11..).unwrap_or(&t).to_string())
-        .unwrap_or_else(|| "-".into());
+    let time = record.timestamp.map(time_of_day).unwrap_or_else(|| "-".into());
     let _ = write!(out, "{} ", printer.paint(&time, Tone::Dim));
     let place = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
     let _ = write!(out, "{} ", printer.paint(&place, Tone::Topic(topic_index)));
@@ -1118,7 +1171,8 @@ fn run_blocking(
     if options.max == Some(0) {
         return Ok(Stop::MaxReached);
     }
-    let deadline = options.timeout.map(|t| started + t);
+    // A timeout too long to represent is no deadline at all.
+    let deadline = options.timeout.and_then(|t| started.checked_add(t));
     let streams = open_streams(settings, printer, &options.topics, &options.stream)?;
     let what = if options.stream.until_end {
         "to the end"
@@ -1370,7 +1424,7 @@ fn evaluate(
 
 /// Whether the reader of stdout went away (`| head` exited): a following
 /// tail with nothing to print would otherwise never learn it.
-fn stdout_closed() -> bool {
+pub(crate) fn stdout_closed() -> bool {
     use std::os::fd::AsFd;
     let stdout = std::io::stdout();
     if stdout.is_terminal() {
@@ -1410,6 +1464,18 @@ mod tests {
         assert!(Position::parse("soon", NOW).is_err());
         assert!(Position::parse("-", NOW).is_err());
         assert!(Position::parse("@yesterday", NOW).is_err());
+        // Before 1970 is the beginning of every partition.
+        assert_eq!(Position::parse("-100y", NOW), Ok(Position::Since(0)));
+        assert_eq!(Position::parse("-100y", NOW).unwrap().describe(), "from 1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn any_timestamp_a_producer_sets_is_shown_without_panicking() {
+        assert_eq!(time_of_day(1_771_550_000_123), "01:13:20.123Z");
+        // Negative, microseconds by mistake, beyond the year 9999.
+        for ms in [-1, i64::MIN, 1_771_550_000_123_000, 253_402_300_800_000, i64::MAX] {
+            assert_eq!(time_of_day(ms), format!("{ms}ms"));
+        }
     }
 
     fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> Record {

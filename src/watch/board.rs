@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::inventory::parse::parse_products;
 use crate::kafka::reader::Record;
-use crate::kafka::tail::format_time;
+use crate::kafka::tail::time_of_day as tail_time_of_day;
 use crate::printer::Tone;
 
 pub const PRODUCTS_TOPIC: &str = "products";
@@ -128,7 +128,7 @@ impl Row {
         if let Some(alert) = self.current_alert() {
             line.push_str(&format!(" [{} {}]", alert.severity, alert.alert_type));
         }
-        line
+        printable(&line)
     }
 }
 
@@ -475,8 +475,12 @@ fn time_of_day(ms: i64) -> String {
     if ms == i64::MIN {
         return "-".into();
     }
-    let text = format_time(ms);
-    text.get(11..19).unwrap_or(&text).to_string()
+    // Whole seconds: `HH:MM:SS` of `HH:MM:SS.mmmZ`.
+    let text = tail_time_of_day(ms);
+    match text.get(8..9) {
+        Some(".") => text[..8].to_string(),
+        _ => text,
+    }
 }
 
 fn ago(now_ms: i64, at: i64) -> String {
@@ -507,9 +511,17 @@ fn columns(cells: &[String; 7], widths: &[usize; 6], last: usize) -> String {
 
 /// At most `width` characters, the last one an ellipsis when cut (the
 /// board's text is plain: colour is applied to whole lines afterwards).
+/// Text from records, made harmless for a terminal: an escape sequence or
+/// a newline in a product name must not move the cursor or change the
+/// terminal's state (the table is drawn in raw mode).
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+}
+
 fn cut(text: &str, width: usize) -> String {
+    let text = printable(text);
     if text.chars().count() <= width {
-        return text.to_string();
+        return text;
     }
     let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
     if width > 0 {
@@ -743,5 +755,18 @@ mod tests {
             board.row("PROD_0001").unwrap().to_line(),
             r#"01:13:21 PROD_0001 "FutureTech UltraBook Pro 15" stock 8 (-2) price 1899.99 INVENTORY_DECREASED"#
         );
+    }
+
+    #[test]
+    fn control_characters_from_records_never_reach_the_terminal() {
+        let mut board = Board::new();
+        board.apply(&rec(PRODUCTS_TOPIC, 0, T0, &product("PROD_\u{1b}[2J", "Clear\u{1b}]0;title\u{7}\nscreen", 3, 1.0)));
+        board.apply(&rec(EVENTS_TOPIC, 0, T0 + 1, &event("PROD_\u{1b}[2J", "BAD\r\u{1b}[1A", 3, 2, T0 + 1)));
+        let frame = board.render(120, 10, T0 + 2, &plain);
+        let line = board.row("PROD_\u{1b}[2J").unwrap().to_line();
+        for text in frame.iter().chain(std::iter::once(&line)) {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+        assert!(frame.iter().any(|l| l.contains("PROD_\u{fffd}[2J")), "{frame:#?}");
     }
 }

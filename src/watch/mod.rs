@@ -21,7 +21,7 @@ use crossterm::{cursor, execute, queue, terminal};
 use tokio_util::sync::CancellationToken;
 
 use crate::exit::{KartError, Result};
-use crate::kafka::tail::{now_ms, open_streams, Event, Position, StreamOptions};
+use crate::kafka::tail::{now_ms, open_streams, stdout_closed, Event, Position, StreamOptions};
 use crate::kafka::KafkaSettings;
 use crate::printer::Printer;
 use board::{Board, ALERTS_TOPIC, EVENTS_TOPIC, PRODUCTS_TOPIC};
@@ -98,7 +98,13 @@ fn run_blocking(
     }
 }
 
-/// Receives what the readers have ready; `true` once every topic caught up.
+/// The longest one `drain` keeps reading: while a long history is read, the
+/// readers keep the channel full, and the caller must still get back to
+/// its keys (`q`, Ctrl-C in raw mode), its shutdown check and its redraw.
+const DRAIN_SLICE: Duration = Duration::from_millis(50);
+
+/// Receives what the readers have ready, for at most `DRAIN_SLICE` after
+/// the first event.
 fn drain(
     streams: &crate::kafka::tail::Streams,
     board: &mut Board,
@@ -107,11 +113,18 @@ fn drain(
     mut changed: impl FnMut(&Board, Vec<String>) -> Result<()>,
 ) -> Result<()> {
     let mut first = true;
+    let mut until = None;
     loop {
+        if until.is_some_and(|until| Instant::now() >= until) {
+            return Ok(());
+        }
         let event = if first {
             first = false;
             match streams.events.recv_timeout(wait) {
-                Ok(event) => event,
+                Ok(event) => {
+                    until = Some(Instant::now() + DRAIN_SLICE);
+                    event
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(()),
                 Err(_) => return Err(KartError::infra("internal", "the reading threads stopped")),
             }
@@ -151,9 +164,18 @@ fn watch_lines(
     let mut board = Board::new();
     let mut caught_up = 0;
     let mut announced = false;
+    let mut last_check = Instant::now();
     loop {
         if shutdown.is_cancelled() {
             return Err(KartError::interrupted());
+        }
+        // `watch | head -1`: with nothing changing, no write would ever
+        // fail, so the closed pipe is looked for.
+        if last_check.elapsed() >= Duration::from_millis(200) {
+            last_check = Instant::now();
+            if stdout_closed() {
+                return Ok(());
+            }
         }
         let ready = caught_up >= 3;
         drain(

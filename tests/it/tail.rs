@@ -158,6 +158,9 @@ fn tail_positions_return_exactly_the_expected_records() {
     let run = kart.run(&["-o", "json", "tail", EVENTS, "--from", &at, "--until-end"]);
     run.ok();
     assert_eq!(offsets(&run.stdout), vec![3, 4, 5], "{at}: {}", run.stderr);
+    // A time before 1970 (brokers refuse negative times): every record.
+    let run = kart.run(&["-o", "json", "tail", EVENTS, "--from", "-100y", "--until-end"]);
+    assert_eq!(offsets(&run.ok().stdout), vec![0, 1, 2, 3, 4, 5], "{}", run.stderr);
     // A time after every record: nothing, and the end is reached at once.
     let run = kart.run(&[
         "-o",
@@ -498,6 +501,12 @@ fn tail_with_a_group_commits_and_resumes() {
         "20s",
     ]);
     assert_eq!(offsets(&run.ok().stdout), vec![3], "{}", run.stderr);
+    // Nothing new since the group's commit: --until-end ends at once, with
+    // nothing, for that group and for a group that never committed.
+    for group in ["kart-test-tail", "kart-test-tail-new"] {
+        let run = kart.run(&["-o", "json", "tail", EVENTS, "--group", group, "--until-end", "--timeout", "20s"]);
+        assert_eq!(run.ok().stdout, "", "{group}: {}", run.stderr);
+    }
 }
 
 // ---- watch -------------------------------------------------------------------------
