@@ -112,6 +112,9 @@ pub fn verify(order: &PlannedOrder, outcome: Option<&OrderOutcome>) -> Verdict {
     };
     let detail = match outcome.outcome {
         Outcome::Applied => format!("applied: stock {} → {}", stock(before), stock(after)),
+        // The job's reason names the order's UUID, which the line beside it
+        // already carries; the numbers are what a reader wants.
+        Outcome::Rejected if before.is_some() => format!("rejected: {} in stock, {} requested", stock(before), order.quantity),
         Outcome::Rejected => format!("rejected: {reason}"),
         Outcome::Duplicate => format!("duplicate: {reason}"),
         Outcome::Dlq => format!("not processed: {reason}"),
@@ -200,7 +203,7 @@ mod tests {
         assert_eq!(verify(&fits, None), Verdict { verified: false, detail: "no outcome arrived".into() });
 
         let beyond = PlannedOrder { expect: Expect::Rejected, quantity: 4, stock_before: 3, ..fits };
-        assert!(verify(&beyond, Some(&outcome(Outcome::Rejected, 3, 3))).verified);
+        assert_eq!(verify(&beyond, Some(&outcome(Outcome::Rejected, 3, 3))), Verdict { verified: true, detail: "rejected: 3 in stock, 4 requested".into() });
         let wrong = verify(&beyond, Some(&outcome(Outcome::Applied, 3, 0)));
         assert_eq!(wrong.detail, "applied: stock 3 → 0 (expected a rejection with the stock unchanged)");
         assert!(!wrong.verified);

@@ -3,12 +3,28 @@
 //! tansu) and with the Docker backend (the locally served test images); and
 //! once on a terminal, where the orders run under the live table.
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::platform::{native_kart, Stack};
 use crate::support::{Kart, Terminal};
+
+/// A catalog file's content: the workshop's product shape, with these ids
+/// and stocks.
+fn catalog(products: &[(&str, i64)]) -> String {
+    let products: Vec<Value> = products
+        .iter()
+        .map(|(id, inventory)| {
+            serde_json::json!({
+                "productId": id, "name": format!("Demo {id}"), "description": "d", "category": "c", "brand": "b",
+                "price": 10.0, "inventory": inventory, "imageUrl": "https://example.com/x.png", "tags": [], "rating": 4.0, "reviewCount": 1
+            })
+        })
+        .collect();
+    Value::Array(products).to_string()
+}
 
 /// Stops what a demo left running, even when the test failed half-way:
 /// the background inventory job first, then the platform and its data.
@@ -103,7 +119,8 @@ fn demo_ci_verifies_every_step_from_nothing_and_again_with_the_native_backend() 
     let text = kart.run(&["demo", "--ci", "--backend", "native"]);
     text.ok();
     assert_eq!(text.stdout.lines().filter(|l| l.starts_with("✓ order")).count(), 3, "{}", text.stdout);
-    assert!(text.stdout.contains("rejected: Insufficient inventory"), "{}", text.stdout);
+    let rejection = text.stdout.lines().find(|l| l.starts_with("✓ order") && l.contains("3/3")).unwrap_or_default();
+    assert!(rejection.contains("rejected: ") && rejection.contains(" in stock, ") && rejection.ends_with(" requested"), "{}", text.stdout);
     assert!(text.stdout.contains("kart platform stop"), "{}", text.stdout);
     assert!(!text.stdout.contains('✗'), "{}", text.stdout);
 
@@ -153,13 +170,7 @@ fn demo_on_a_terminal_shows_the_stock_dropping_in_the_live_table() {
 #[test]
 fn demo_with_everything_sold_out_says_how_to_restock_and_exits_1() {
     let (mut kart, _, _) = native_kart();
-    let product = |id: &str| {
-        serde_json::json!({
-            "productId": id, "name": format!("Sold-out {id}"), "description": "d", "category": "c", "brand": "b",
-            "price": 10.0, "inventory": 0, "imageUrl": "https://example.com/x.png", "tags": [], "rating": 4.0, "reviewCount": 1
-        })
-    };
-    let catalog = kart.write("sold-out.json", &serde_json::json!([product("SOLD_1"), product("SOLD_2")]).to_string());
+    let catalog = kart.write("sold-out.json", &catalog(&[("SOLD_1", 0), ("SOLD_2", 0)]));
     kart.set_env("INITIAL_PRODUCTS_FILE", catalog.display().to_string());
     let _cleanup = Cleanup(&kart);
     let run = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
@@ -170,4 +181,60 @@ fn demo_with_everything_sold_out_says_how_to_restock_and_exits_1() {
     assert_eq!(error["error"]["code"], "demo-no-stock", "{}", run.stderr);
     assert!(error["error"]["message"].as_str().unwrap().contains("every product is sold out"), "{error}");
     assert!(error["error"]["hint"].as_str().unwrap().contains("kart products load"), "{error}");
+}
+
+/// The job bootstraps the catalog only into an empty state: a product added
+/// to the catalog later reaches `products` because the demo publishes it to
+/// `product-updates`, and the job (restarted for the new catalog) applies it.
+#[test]
+fn demo_publishes_the_catalog_products_the_job_has_not_seen() {
+    let (mut kart, _, _) = native_kart();
+    let file = kart.write("catalog.json", &catalog(&[("DEMO_A", 10), ("DEMO_B", 10)]));
+    kart.set_env("INITIAL_PRODUCTS_FILE", file.display().to_string());
+    let _cleanup = Cleanup(&kart);
+
+    let first = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
+    first.ok();
+    let steps = assert_verified(&first.stdout);
+    assert_eq!((steps[2]["products"].as_i64(), steps[2]["published"].as_i64()), (Some(2), Some(0)), "{}", steps[2]);
+
+    kart.write("catalog.json", &catalog(&[("DEMO_A", 10), ("DEMO_B", 10), ("DEMO_C", 7)]));
+    let grown = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
+    grown.ok();
+    let steps = assert_verified(&grown.stdout);
+    assert_eq!(steps[1]["replaced"], true, "a new catalog is a new configuration: {}", steps[1]);
+    assert_eq!((steps[2]["products"].as_i64(), steps[2]["published"].as_i64()), (Some(3), Some(1)), "{}", steps[2]);
+    // DEMO_C is now the scarcest product: the one the demo overdraws.
+    let rejected = steps.iter().filter(|s| s["step"] == "order").nth(2).unwrap();
+    assert_eq!((rejected["productId"].as_str(), rejected["quantity"].as_i64()), (Some("DEMO_C"), Some(8)), "{rejected}");
+}
+
+/// With the workshop's behaviour (`KART_ON_INSUFFICIENT=clamp`) and only two
+/// products, the order beyond the stock goes to a product already ordered:
+/// its stock ends at 0, and the stock check expects that, not the number
+/// after its first order.
+#[test]
+fn demo_in_clamp_mode_with_two_products_verifies() {
+    let (mut kart, _, _) = native_kart();
+    let file = kart.write("catalog.json", &catalog(&[("CLAMP_A", 5), ("CLAMP_B", 5)]));
+    kart.set_env("INITIAL_PRODUCTS_FILE", file.display().to_string());
+    kart.set_env("KART_ON_INSUFFICIENT", "clamp");
+    let _cleanup = Cleanup(&kart);
+    let run = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
+    run.ok();
+    let steps = steps(&run.stdout);
+    assert!(steps.iter().all(|s| s["verified"] == true), "{}", run.stdout);
+    let clamped = steps.iter().filter(|s| s["step"] == "order").nth(2).unwrap();
+    assert_eq!((clamped["productId"].as_str(), clamped["expected"].as_str()), (Some("CLAMP_B"), Some("clamped")), "{clamped}");
+    let stock = steps.iter().find(|s| s["step"] == "stock").unwrap();
+    let shown: Vec<(&str, i64)> = stock["products"].as_array().unwrap().iter().map(|p| (p["productId"].as_str().unwrap(), p["shown"].as_i64().unwrap())).collect();
+    assert_eq!(shown, [("CLAMP_A", 3), ("CLAMP_B", 0)], "{stock}");
+
+    // stdout closed before the steps are reported: not verified, exit 1.
+    let mut child = kart.command(&["demo", "--ci", "--backend", "native"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stdout closed before every step was verified"), "{stderr}");
 }
