@@ -323,6 +323,10 @@ impl Placing<'_> {
                 result = &mut table, if table_done.is_none() => {
                     if result.is_err() {
                         token.cancel();
+                    } else if orders_done.is_none() {
+                        // `q` before the orders were decided: the caption
+                        // that showed their progress is gone with the table.
+                        ctx.printer.status("Waiting", "for the rest of the orders' answers (Ctrl-C stops)");
                     }
                     table_done = Some(result);
                 }

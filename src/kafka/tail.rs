@@ -1173,7 +1173,21 @@ fn run_blocking(
     }
     // A timeout too long to represent is no deadline at all.
     let deadline = options.timeout.and_then(|t| started.checked_add(t));
-    let streams = open_streams(settings, printer, &options.topics, &options.stream)?;
+    // --timeout bounds the whole command, connecting included; reached
+    // while connecting, it is still a timeout (exit 1), saying why.
+    let connect_bounded = options.timeout.is_some_and(|timeout| timeout < settings.connect_timeout);
+    let connect_timeout = options.timeout.map_or(settings.connect_timeout, |timeout| timeout.min(settings.connect_timeout));
+    let settings = &KafkaSettings { connect_timeout, ..settings.clone() };
+    let streams = match open_streams(settings, printer, &options.topics, &options.stream) {
+        Err(error) if error.code == "kafka-unreachable" && connect_bounded => {
+            let timeout = KartError::user("timeout", format!("--timeout reached while connecting: {}", error.message));
+            return Err(match error.hint {
+                Some(hint) => timeout.with_hint(hint),
+                None => timeout,
+            });
+        }
+        other => other?,
+    };
     let what = if options.stream.until_end {
         "to the end"
     } else {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 
 use crate::streams::TestProducer;
-use crate::support::{Broker, Kart, Terminal};
+use crate::support::{closed_port, Broker, Kart, Terminal};
 
 const EVENTS: &str = "inventory-events";
 
@@ -303,6 +303,14 @@ fn tail_filters_and_exit_codes() {
     run.code(1);
     let error: Value = serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
     assert_eq!(error["error"]["code"], "timeout");
+    // --timeout bounds connecting too: reached there, it is still exit 1,
+    // saying why (the connect timeout alone would wait 10 s).
+    let nowhere = Kart::new().env("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", closed_port()));
+    let run = nowhere.run(&["-o", "json", "tail", EVENTS, "--timeout", "1s"]);
+    run.code(1);
+    let error: Value = serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "timeout", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().starts_with("--timeout reached while connecting: cannot reach Kafka"), "{error}");
 
     // --until-end reached: exit 0 (the text record included, as text).
     let run = kart.run(&[
