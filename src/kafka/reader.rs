@@ -36,6 +36,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// Copies a consumed message out of librdkafka's buffers.
+    pub fn from_message<M: Message>(message: &M) -> Record {
+        Record {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers: message
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The key as text, when it is UTF-8 (keys in this system are product
     /// or order ids).
     pub fn key_str(&self) -> Option<&str> {
@@ -156,18 +172,7 @@ fn read_topic(settings: &KafkaSettings, printer: &Printer, topic: &str) -> Resul
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 last_progress = Instant::now();
-                records.push(Record {
-                    topic: message.topic().to_string(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    timestamp: message.timestamp().to_millis(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    headers: message
-                        .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-                        .unwrap_or_default(),
-                });
+                records.push(Record::from_message(&message));
             }
             Some(Err(KafkaError::PartitionEOF(id))) => {
                 last_progress = Instant::now();

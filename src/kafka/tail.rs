@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -845,7 +845,7 @@ impl TopicReader {
                         if state.finished {
                             continue;
                         }
-                        let record = owned(&message);
+                        let record = Record::from_message(&message);
                         if state.skipping {
                             let before = state.plan.skip_before.unwrap_or(i64::MIN);
                             if record.timestamp.is_some_and(|t| t < before) {
@@ -956,25 +956,6 @@ impl TopicReader {
 fn send(sender: &SyncSender<Event>, event: Event) -> Result<()> {
     // The loop went away: it has finished, nothing to report.
     sender.send(event).map_err(|_| KartError::interrupted())
-}
-
-fn owned<M: Message>(message: &M) -> Record {
-    Record {
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp: message.timestamp().to_millis(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
 }
 
 fn read_error(
