@@ -3,6 +3,7 @@
 //! tansu) and with the Docker backend (the locally served test images); and
 //! once on a terminal, where the orders run under the live table.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use serde_json::Value;
 use crate::platform::{native_kart, Stack};
 use crate::support::{Kart, Terminal};
 
-/// A catalog file's content: the workshop's product shape, with these ids
-/// and stocks.
-fn catalog(products: &[(&str, i64)]) -> String {
+/// Writes the project's `catalog.json`: the workshop's product shape, with
+/// these ids and stocks.
+fn write_catalog(kart: &Kart, products: &[(&str, i64)]) -> PathBuf {
     let products: Vec<Value> = products
         .iter()
         .map(|(id, inventory)| {
@@ -23,7 +24,16 @@ fn catalog(products: &[(&str, i64)]) -> String {
             })
         })
         .collect();
-    Value::Array(products).to_string()
+    kart.write("catalog.json", &Value::Array(products).to_string())
+}
+
+/// A native-backend project whose catalog (`INITIAL_PRODUCTS_FILE`) is
+/// `catalog.json` with these products.
+fn native_kart_with_catalog(products: &[(&str, i64)]) -> Kart {
+    let (mut kart, _, _) = native_kart();
+    let file = write_catalog(&kart, products);
+    kart.set_env("INITIAL_PRODUCTS_FILE", file.display().to_string());
+    kart
 }
 
 /// Stops what a demo left running, even when the test failed half-way:
@@ -169,9 +179,7 @@ fn demo_on_a_terminal_shows_the_stock_dropping_in_the_live_table() {
 /// so, with the fix, and exits 1 after the steps it could verify.
 #[test]
 fn demo_with_everything_sold_out_says_how_to_restock_and_exits_1() {
-    let (mut kart, _, _) = native_kart();
-    let catalog = kart.write("sold-out.json", &catalog(&[("SOLD_1", 0), ("SOLD_2", 0)]));
-    kart.set_env("INITIAL_PRODUCTS_FILE", catalog.display().to_string());
+    let kart = native_kart_with_catalog(&[("SOLD_1", 0), ("SOLD_2", 0)]);
     let _cleanup = Cleanup(&kart);
     let run = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
     run.code(1);
@@ -188,9 +196,7 @@ fn demo_with_everything_sold_out_says_how_to_restock_and_exits_1() {
 /// `product-updates`, and the job (restarted for the new catalog) applies it.
 #[test]
 fn demo_publishes_the_catalog_products_the_job_has_not_seen() {
-    let (mut kart, _, _) = native_kart();
-    let file = kart.write("catalog.json", &catalog(&[("DEMO_A", 10), ("DEMO_B", 10)]));
-    kart.set_env("INITIAL_PRODUCTS_FILE", file.display().to_string());
+    let kart = native_kart_with_catalog(&[("DEMO_A", 10), ("DEMO_B", 10)]);
     let _cleanup = Cleanup(&kart);
 
     let first = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
@@ -198,7 +204,7 @@ fn demo_publishes_the_catalog_products_the_job_has_not_seen() {
     let steps = assert_verified(&first.stdout);
     assert_eq!((steps[2]["products"].as_i64(), steps[2]["published"].as_i64()), (Some(2), Some(0)), "{}", steps[2]);
 
-    kart.write("catalog.json", &catalog(&[("DEMO_A", 10), ("DEMO_B", 10), ("DEMO_C", 7)]));
+    write_catalog(&kart, &[("DEMO_A", 10), ("DEMO_B", 10), ("DEMO_C", 7)]);
     let grown = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
     grown.ok();
     let steps = assert_verified(&grown.stdout);
@@ -215,9 +221,7 @@ fn demo_publishes_the_catalog_products_the_job_has_not_seen() {
 /// after its first order.
 #[test]
 fn demo_in_clamp_mode_with_two_products_verifies() {
-    let (mut kart, _, _) = native_kart();
-    let file = kart.write("catalog.json", &catalog(&[("CLAMP_A", 5), ("CLAMP_B", 5)]));
-    kart.set_env("INITIAL_PRODUCTS_FILE", file.display().to_string());
+    let mut kart = native_kart_with_catalog(&[("CLAMP_A", 5), ("CLAMP_B", 5)]);
     kart.set_env("KART_ON_INSUFFICIENT", "clamp");
     let _cleanup = Cleanup(&kart);
     let run = kart.run(&["-o", "json", "demo", "--ci", "--backend", "native"]);
